@@ -1,0 +1,141 @@
+"""The ``chunkflow`` torch.compile backend: Dynamo graph -> AOTAutograd -> Inductor, with the chunkflow pass.
+
+    torch.compile(model, backend="chunkflow", options={...})
+      1. find the graph inputs that are offloaded weights (by data pointer, `passes.analysis`)
+      2. plan chunks, residency, issue points and arena offsets (`passes.plan`)
+      3. allocate the arena and resident buffers once for this graph, fill the resident ones (`GraphRuntime`)
+      4. append arena / resident / host-group buffers as extra graph inputs and call Inductor's `compile_fx` with
+         the rewrite installed as `post_grad_custom_post_pass` (`passes.rewrite`)
+      5. return a callable that passes the extra inputs on every call
+
+A graph that reads no offloaded weight is compiled by plain Inductor (with the user's Inductor patches).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.fx as fx
+
+from . import runtime  # noqa: F401  (registers torch.ops.cfcompile.*)
+from .config import ChunkFlowConfig, format_bytes
+from .dump import new_dump_dir, write_plan
+from .passes.analysis import find_weight_reads
+from .passes.plan import Plan, make_plan
+from .passes.rewrite import ChunkflowPass, InputLayout
+
+log = logging.getLogger(__name__)
+
+
+class GraphRuntime:
+    """The device memory of one compiled graph: arenas and resident buffers, allocated once."""
+
+    def __init__(self, plan: Plan, groups: dict, device: torch.device):
+        self.plan, self.device = plan, device
+        dtype = {k: getattr(torch, k) for k, _ in plan.arena_bytes + plan.resident_bytes}
+
+        def alloc(nbytes: int, dt: str) -> torch.Tensor:
+            try:
+                return torch.empty(nbytes // dtype[dt].itemsize, dtype=dtype[dt], device=device)
+            except torch.OutOfMemoryError as e:
+                raise torch.OutOfMemoryError(
+                    f"chunkflow: allocating {format_bytes(nbytes)} on {device} for this graph's weights failed "
+                    f"(arena {format_bytes(plan.total_arena_bytes)} + resident "
+                    f"{format_bytes(plan.total_resident_bytes)}). Lower resident_fraction, prefetch_depth or "
+                    f"chunk_size. ({e})") from None
+
+        self.arenas = {dt: alloc(n, dt) for dt, n in plan.arena_bytes}
+        self.residents = {dt: alloc(n, dt) for dt, n in plan.resident_bytes}
+        for g in plan.groups:
+            if g.resident_bytes:
+                src, dst = groups[g.key].device_view, self.residents[g.dtype]
+                item = src.element_size()
+                lo, hi = g.resident_range
+                dst[g.resident_offset // item:(g.resident_offset + hi - lo) // item].copy_(src[lo // item:hi // item])
+        self.hosts = [groups[g.key].device_view for g in plan.streamed]
+        if device.type == "cuda":
+            torch.cuda.current_stream(device).synchronize()
+
+    @property
+    def inputs(self) -> list[torch.Tensor]:
+        return [*self.arenas.values(), *self.residents.values(), *self.hosts]
+
+
+def _with_extra_inputs(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
+    """A copy of the Dynamo graph with more placeholders at the end (Dynamo's own graph must stay untouched)."""
+    graph = fx.Graph()
+    out = graph.graph_copy(gm.graph, {})
+    old = list(gm.graph.find_nodes(op="placeholder"))
+    new = list(graph.find_nodes(op="placeholder"))
+    with graph.inserting_after(new[-1] if new else None):
+        for name in reversed(names):
+            n = graph.placeholder(name)
+            n._dynamo_source = None  # no user-visible source: AOTAutograd accepts that for lifted inputs
+            n.meta["tensor_dict"] = {"_dynamo_static_input_type": "unguarded"}
+    graph.output(out)
+    result = fx.GraphModule(gm, graph)
+    result.meta.update(gm.meta)
+    for a, b in zip(old, new):
+        b._dynamo_source = getattr(a, "_dynamo_source", None)
+    if hasattr(gm, "_param_name_to_source"):
+        result._param_name_to_source = gm._param_name_to_source
+    return result
+
+
+def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dict | None = None,
+              mode: str | None = None) -> Callable:
+    """The backend function registered as ``"chunkflow"`` (entry point ``torch_dynamo_backends``)."""
+    from torch._inductor.compile_fx import compile_fx
+
+    config = ChunkFlowConfig.from_options(options, mode)
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs):
+        raise RuntimeError("chunkflow is an inference backend: call the compiled model under torch.no_grad() or "
+                           "torch.inference_mode() (this graph would need gradients)")
+    reads = find_weight_reads(gm, example_inputs)
+    patches = config.inductor_patches()
+    if not reads:
+        log.info("chunkflow: graph reads no offloaded weight; compiling it with plain Inductor")
+        return compile_fx(gm, example_inputs, config_patches=patches)
+
+    devices = {r.group.device_view.device for r in reads}
+    if len(devices) != 1:
+        raise ValueError(f"chunkflow: one graph reads weights offloaded for several devices {sorted(map(str, devices))}")
+    device = devices.pop()
+    plan = make_plan(reads, config)
+    rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device)
+    layout = InputLayout.after(len(example_inputs), plan)
+    names = [f"cf_arena_{d}" for d in rt.arenas] + [f"cf_resident_{d}" for d in rt.residents] + \
+        [f"cf_host_{j}" for j in range(len(rt.hosts))]
+    dump_dir = new_dump_dir(config.dump) if config.dump else None
+    if dump_dir:
+        write_plan(dump_dir, plan)
+        patches["fx_graph_cache"] = False  # the pass writes the scheduled graph, so it must run
+    patches["post_grad_custom_post_pass"] = ChunkflowPass(plan, layout, config, dump_dir)
+
+    fake_mode = torch._guards.detect_fake_mode(example_inputs)
+    extra = rt.inputs
+    fakes = [fake_mode.from_tensor(t, static_shapes=True) for t in extra] if fake_mode else extra
+    compiled = compile_fx(_with_extra_inputs(gm, names), [*example_inputs, *fakes], config_patches=patches)
+    log.info("chunkflow: compiled a graph with %d offloaded weights in %d groups, %d chunks; arena %s, resident %s, "
+             "streams %s per call%s", len(reads), len(plan.groups), len(plan.chunks),
+             format_bytes(plan.total_arena_bytes), format_bytes(plan.total_resident_bytes),
+             format_bytes(plan.streamed_bytes), f"; dump in {dump_dir}" if dump_dir else "")
+
+    def run(*args):
+        return compiled(*args, *extra)
+
+    run.chunkflow_plan = plan  # type: ignore[attr-defined]
+    run.chunkflow_runtime = rt  # type: ignore[attr-defined]
+    run.chunkflow_dump_dir = dump_dir  # type: ignore[attr-defined]
+    _last_compiled.append(run)
+    return run
+
+
+_last_compiled: list = []
+
+
+def compiled_graphs() -> list:
+    """The chunkflow graphs compiled in this process (newest last): ``.chunkflow_plan``, ``.chunkflow_runtime``."""
+    return list(_last_compiled)

@@ -1,0 +1,150 @@
+"""One frozen, validated, hashable configuration for the chunkflow backend.
+
+This is the only module that reads user options and environment variables. Everything downstream takes a
+`ChunkFlowConfig`; its `fingerprint()` goes into the Inductor pass `uuid()` so the FX graph cache keys on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from typing import Any, Mapping
+
+#: Environment variable that turns on dumps for every compiled graph (same as ``options={"dump": DIR}``).
+DUMP_ENV = "CFCOMPILE_DUMP"
+
+#: Offsets of weights inside host groups, arenas and resident buffers are multiples of this (bytes).
+ALIGN = 256
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value: Any, *, key: str = "value") -> int:
+    """Parse ``16777216``, ``"16MiB"``, ``"1.5 GiB"`` or ``"512MB"`` into a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"{key}: expected a number of bytes or a string like '16MiB', got {value!r}")
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, float) and value.is_integer():
+        n = int(value)
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(
+                f"{key}: cannot parse {value!r} as a size; use bytes or a number with one of the units "
+                f"B, KB, MB, GB, KiB, MiB, GiB (e.g. '16MiB')")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    else:
+        raise ValueError(f"{key}: expected a number of bytes or a string like '16MiB', got {type(value).__name__}")
+    if n <= 0:
+        raise ValueError(f"{key}: must be positive, got {value!r}")
+    return n
+
+
+def format_bytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+# Inductor options the backend owns; a user patch of these would break the pass or be ignored.
+_RESERVED_INDUCTOR_KEYS = {"post_grad_custom_post_pass", "post_grad_custom_pre_pass"}
+_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkFlowConfig:
+    """Options of ``torch.compile(model, backend="chunkflow", options={...})``."""
+
+    chunk_size: int = 16 * 2**20
+    """Bytes per chunk (an int or a string like ``"16MiB"``); a multiple of 256. Copies are issued in chunks and
+    residency is decided per chunk. Smaller chunks give finer residency and shorter copies, more ops per step."""
+
+    resident_fraction: float = 0.0
+    """Share of chunks (0..1) copied to the device once and kept there; the rest stream every call."""
+
+    prefetch_depth: int = 1
+    """How many streamed blocks ahead a prefetch is issued. 1 = double buffering (the copy of block k+1 runs
+    under block k's compute); larger values hide longer copies at the cost of a larger arena; 0 = no overlap."""
+
+    dump: str | None = None
+    """Directory to write, per compiled graph, the scheduled graph, a schedule table and ``plan.json``.
+    Also set by the environment variable ``CFCOMPILE_DUMP``. Dumping bypasses the FX graph cache."""
+
+    inductor: tuple[tuple[str, Any], ...] = ()
+    """Inductor config patches (a dict in ``options``), applied to this compile only."""
+
+    mode: str = "default"
+    """``torch.compile(mode=...)``: default, max-autotune or max-autotune-no-cudagraphs."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "chunk_size", parse_bytes(self.chunk_size, key="chunk_size"))
+        if self.chunk_size % ALIGN:
+            raise ValueError(f"chunk_size: must be a multiple of {ALIGN} bytes, got {self.chunk_size}; "
+                             f"try {max(ALIGN, self.chunk_size // ALIGN * ALIGN)}")
+        rf = self.resident_fraction
+        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 0.0 <= float(rf) <= 1.0:
+            raise ValueError(f"resident_fraction: expected a number in [0, 1], got {rf!r}")
+        object.__setattr__(self, "resident_fraction", float(rf))
+        pd = self.prefetch_depth
+        if isinstance(pd, bool) or not isinstance(pd, int) or pd < 0:
+            raise ValueError(f"prefetch_depth: expected an integer >= 0, got {pd!r}")
+        if self.dump is not None and not isinstance(self.dump, (str, os.PathLike)):
+            raise ValueError(f"dump: expected a directory path, got {type(self.dump).__name__}")
+        if self.dump is not None:
+            object.__setattr__(self, "dump", os.fspath(self.dump))
+        if self.mode not in _MODES:
+            hint = (" CUDA graphs are not supported with weight streaming yet; use mode='default' or "
+                    "'max-autotune-no-cudagraphs'." if self.mode == "reduce-overhead" else "")
+            raise ValueError(f"mode: expected one of {', '.join(_MODES)}, got {self.mode!r}.{hint}")
+        object.__setattr__(self, "inductor", _validate_inductor(self.inductor))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any] | None = None, mode: str | None = None) -> "ChunkFlowConfig":
+        """Build from ``torch.compile`` options; unknown keys raise a ValueError naming the allowed ones."""
+        options = dict(options or {})
+        if not all(isinstance(k, str) for k in options):
+            raise ValueError(f"options: keys must be strings, got {list(options)}")
+        allowed = [f.name for f in dataclasses.fields(cls) if f.name != "mode"]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(f"unknown chunkflow option(s) {unknown}; allowed: {', '.join(allowed)}")
+        if "dump" not in options and os.environ.get(DUMP_ENV):
+            options["dump"] = os.environ[DUMP_ENV]
+        if "inductor" in options:
+            inductor = options["inductor"]
+            if not isinstance(inductor, Mapping):
+                raise ValueError(f"inductor: expected a dict of Inductor config patches, got {type(inductor).__name__}")
+            options["inductor"] = tuple(sorted(inductor.items()))
+        return cls(**options, mode=mode or "default")
+
+    def inductor_patches(self) -> dict[str, Any]:
+        patches: dict[str, Any] = {}
+        if self.mode != "default":
+            from torch._inductor import list_mode_options
+            patches.update(list_mode_options(self.mode))
+        patches.update(dict(self.inductor))
+        return patches
+
+    def fingerprint(self) -> str:
+        """Stable hash of everything that changes the generated code (``dump`` does not)."""
+        body = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "dump"}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _validate_inductor(items: Any) -> tuple[tuple[str, Any], ...]:
+    if isinstance(items, Mapping):
+        items = tuple(sorted(items.items()))
+    from torch._inductor import config as inductor_config
+
+    for key, _ in items:
+        if key in _RESERVED_INDUCTOR_KEYS:
+            raise ValueError(f"inductor: {key!r} is set by the chunkflow backend and cannot be patched")
+        if not hasattr(inductor_config, key.split(".")[0]):
+            raise ValueError(f"inductor: {key!r} is not an Inductor config option (see torch._inductor.config)")
+    return tuple(items)

@@ -1,0 +1,236 @@
+"""The host store: a module's weights in (pinned) host memory, packed per transformer block and dtype.
+
+``offload(model, device="cuda")`` packs every parameter into one host buffer per *group* (a transformer block, or a
+top-level submodule outside the block lists, and a dtype) at 256-byte-aligned offsets, and points each parameter at
+a view of that buffer which torch sees on ``device`` while it takes no device memory:
+
+    host group buffer (pinned, cudaHostRegister'ed: no power-of-two rounding)
+      [ attn.to_q.weight | pad | attn.to_q.bias | pad | ... | ff.net.2.weight ]
+        ^ param.data = UVA view (a cuda tensor whose pointer is the host pointer)
+
+Kernels that read such a parameter eagerly go over PCIe (slow but exact); the chunkflow backend instead copies the
+group in fixed-size chunks into a device arena. The backend finds offloaded weights by data pointer
+(`lookup`), never by name. On ``device="cpu"`` the same machinery runs with plain host memory (for CI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import weakref
+
+import torch
+from torch import nn
+
+from .config import ALIGN, format_bytes
+
+log = logging.getLogger(__name__)
+
+_STORE_ATTR = "_cfcompile_store"
+_GROUPS_BY_PTR: "weakref.WeakValueDictionary[int, Group]" = weakref.WeakValueDictionary()
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """Where one parameter lives inside its group (byte offsets)."""
+
+    name: str
+    offset: int
+    nbytes: int
+    shape: tuple[int, ...]
+
+
+class Group:
+    """One packed host buffer: the weights of one block in one dtype."""
+
+    def __init__(self, name: str, dtype: torch.dtype, slots: list[Slot], nbytes: int, host: torch.Tensor,
+                 device_view: torch.Tensor, pinned: bool):
+        self.name, self.dtype, self.slots, self.nbytes = name, dtype, slots, nbytes
+        self.host = host                # CPU tensor [nbytes // itemsize] of dtype, owns the memory
+        self.device_view = device_view  # the same memory seen on the target device (UVA view; host itself on CPU)
+        self.pinned = pinned
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{str(self.dtype).removeprefix('torch.')}"
+
+    def __repr__(self) -> str:
+        return f"Group({self.key}, {format_bytes(self.nbytes)}, {len(self.slots)} weights)"
+
+
+@dataclasses.dataclass
+class HostStore:
+    """All groups of one offloaded module."""
+
+    device: torch.device
+    groups: list[Group]
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(g.nbytes for g in self.groups)
+
+    @property
+    def pinned_bytes(self) -> int:
+        return sum(g.nbytes for g in self.groups if g.pinned)
+
+
+def lookup(t: torch.Tensor) -> tuple[Group, int] | None:
+    """(group, byte offset) if ``t`` is a view of an offloaded group, else None."""
+    if not isinstance(t, torch.Tensor) or t.is_meta or isinstance(t, torch._subclasses.FakeTensor):
+        return None
+    try:
+        base = t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensor subclasses without storage
+        return None
+    g = _GROUPS_BY_PTR.get(base)
+    if g is None or g.dtype != t.dtype or g.device_view.device != t.device:
+        return None
+    return g, t.storage_offset() * t.element_size()
+
+
+def _group_names(module: nn.Module) -> dict[str, str]:
+    """Parameter name -> group name: the outermost ModuleList element holding it, else its top-level child."""
+    blocks = {f"{name}.{i}" if name else str(i)
+              for name, m in module.named_modules() if isinstance(m, nn.ModuleList) for i in range(len(m))}
+    out = {}
+    for pname, _ in module.named_parameters():
+        parts = pname.split(".")
+        prefixes = (".".join(parts[:k]) for k in range(1, len(parts)))
+        out[pname] = next((p for p in prefixes if p in blocks), parts[0] if len(parts) > 1 else "<root>")
+    return out
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+class _CudaArrayInterface:
+    """Lets ``torch.as_tensor`` wrap a host pointer as a cuda tensor (UVA; no device memory)."""
+
+    def __init__(self, host: torch.Tensor, nbytes: int):
+        self.host = host  # the UVA tensor holds this object, so the host memory outlives every view of it
+        ptr = host.data_ptr()
+        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (ptr, False),
+                                         "version": 3, "strides": None}
+
+
+def _pin(host: torch.Tensor) -> None:
+    # cudaHostRegister pins exactly these bytes; pin_memory=True would round the allocation up to a power of two.
+    err = torch.cuda.cudart().cudaHostRegister(host.data_ptr(), host.numel() * host.element_size(), 3)
+    if int(err) != 0:
+        raise RuntimeError(f"cudaHostRegister of {format_bytes(host.numel() * host.element_size())} failed "
+                           f"with CUDA error {int(err)}; the host may be short of pinnable memory (ulimit -l)")
+
+
+def _unpin(ptr: int) -> None:
+    try:
+        torch.cuda.cudart().cudaHostUnregister(ptr)
+    except Exception:  # interpreter shutdown: CUDA may already be gone
+        pass
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device: cannot parse {device!r} as a torch device ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device='cuda' but CUDA is not available here; use device='cpu' to run the same "
+                             "machinery on host memory")
+        dev = torch.device("cuda", torch.cuda.current_device() if dev.index is None else dev.index)
+    elif dev.type != "cpu":
+        raise ValueError(f"device: only 'cuda' and 'cpu' are supported, got {device!r}")
+    return dev
+
+
+def _build_group(name: str, dtype: torch.dtype, params: list[tuple[str, nn.Parameter]], device: torch.device):
+    slots, offset = [], 0
+    for pname, p in params:
+        nbytes = p.numel() * p.element_size()
+        slots.append(Slot(pname, offset, nbytes, tuple(p.shape)))
+        offset = _align(offset + nbytes)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    host = torch.empty(offset // itemsize, dtype=dtype)
+    for (_, p), s in zip(params, slots):
+        host[s.offset // itemsize:(s.offset + s.nbytes) // itemsize].copy_(p.detach().reshape(-1))
+    pinned = False
+    if device.type == "cuda":
+        _pin(host)
+        pinned = True
+        owner = _CudaArrayInterface(host, offset)
+        weakref.finalize(owner, _unpin, host.data_ptr())  # unpin when the last view of the memory dies
+        view = torch.as_tensor(owner, device=device).view(dtype)
+    else:
+        view = host
+    return Group(name, dtype, slots, offset, host, view, pinned)
+
+
+def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore:
+    """Move every parameter of ``module`` into (pinned) host memory, seen by torch on ``device``.
+
+    Buffers move to ``device``. A model already on the GPU is moved off it and its device memory freed. Calling it
+    again with the same device returns the existing store. On any error the module is left as it was.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"offload: expected a torch.nn.Module, got {type(module).__name__}")
+    dev = _resolve_device(device)
+    store: HostStore | None = getattr(module, _STORE_ATTR, None)
+    if store is not None:
+        if store.device == dev:
+            return store
+        raise ValueError(f"offload: module is already offloaded for {store.device}; call "
+                         f"cfcompile.restore(module) before offloading it for {dev}")
+
+    named = dict(module.named_parameters())  # deduplicated: a tied weight appears once
+    if not named:
+        raise ValueError("offload: the module has no parameters")
+    for pname, p in named.items():
+        if type(p) is not nn.Parameter or type(p.data) is not torch.Tensor:
+            raise TypeError(f"offload: parameter {pname!r} is a {type(p.data).__name__}; only plain tensors can be "
+                            f"offloaded (quantized tensor subclasses are not supported yet)")
+        if p.device.type == "meta":
+            raise ValueError(f"offload: parameter {pname!r} is on the meta device; load real weights first")
+    by_group: dict[tuple[str, torch.dtype], list] = {}
+    for pname, gname in _group_names(module).items():
+        by_group.setdefault((gname, named[pname].dtype), []).append((pname, named[pname]))
+
+    # Build every group first: nothing in the module changes until all host copies exist.
+    groups = [_build_group(g, dt, ps, dev) for (g, dt), ps in by_group.items()]
+    buffers = [(b, b.to(dev)) for b in module.buffers()]
+
+    was_on_gpu = any(p.device.type == "cuda" for p in named.values())
+    for g, ((_, _), ps) in zip(groups, by_group.items()):
+        for (pname, p), s in zip(ps, g.slots):
+            item = p.element_size()
+            p.data = g.device_view[s.offset // item:(s.offset + s.nbytes) // item].view(s.shape)
+        _GROUPS_BY_PTR[g.device_view.untyped_storage().data_ptr()] = g
+    for b, moved in buffers:
+        b.data = moved
+    store = HostStore(dev, groups)
+    setattr(module, _STORE_ATTR, store)
+    if was_on_gpu:
+        torch.cuda.empty_cache()
+    log.info("offloaded %d parameters into %d host groups, %s (%s pinned) for %s", len(named), len(groups),
+             format_bytes(store.host_bytes), format_bytes(store.pinned_bytes), dev)
+    return store
+
+
+def restore(module: nn.Module) -> None:
+    """Undo `offload`: parameters become ordinary tensors on the store's device, and the host store is freed."""
+    store: HostStore | None = getattr(module, _STORE_ATTR, None)
+    if store is None:
+        raise ValueError("restore: module was not offloaded with cfcompile.offload")
+    named = dict(module.named_parameters())
+    # Copy everything first, then swap, so an out-of-memory error leaves the module offloaded and usable.
+    moved = {n: p.data.to(store.device, copy=True) if store.device.type == "cuda" else p.data.clone()
+             for n, p in named.items() if lookup(p) is not None}
+    for n, t in moved.items():
+        named[n].data = t
+    delattr(module, _STORE_ATTR)
+    for g in store.groups:
+        _GROUPS_BY_PTR.pop(g.device_view.untyped_storage().data_ptr(), None)
+
+
+def store_of(module: nn.Module) -> HostStore | None:
+    return getattr(module, _STORE_ATTR, None)

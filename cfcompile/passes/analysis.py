@@ -1,0 +1,47 @@
+"""Find the offloaded weights among a Dynamo graph's inputs and where the graph reads them.
+
+Weights are recognised by data pointer against the host store (`cfcompile.offload.lookup`), never by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import torch
+import torch.fx as fx
+
+from ..offload import Group, lookup
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightRead:
+    """One offloaded weight that the graph reads."""
+
+    input_index: int        # position among the graph's inputs
+    group: Group
+    offset: int             # bytes into the group
+    nbytes: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    first_use: int          # index of the first / last node reading it, in graph order
+    last_use: int
+
+
+def find_weight_reads(gm: fx.GraphModule, example_inputs: Sequence[object]) -> list[WeightRead]:
+    placeholders = list(gm.graph.find_nodes(op="placeholder"))
+    if len(placeholders) != len(example_inputs):
+        raise AssertionError(f"{len(placeholders)} placeholders but {len(example_inputs)} example inputs")
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}
+    reads = []
+    for i, (node, t) in enumerate(zip(placeholders, example_inputs)):
+        if not isinstance(t, torch.Tensor) or not node.users:
+            continue
+        found = lookup(t)
+        if found is None:
+            continue
+        group, offset = found
+        uses = [order[u] for u in node.users]
+        reads.append(WeightRead(i, group, offset, t.numel() * t.element_size(), tuple(t.shape), tuple(t.stride()),
+                                min(uses), max(uses)))
+    return reads

@@ -1,0 +1,228 @@
+"""The chunkflow pass on Inductor's post-grad ATen graph: apply a `Plan`.
+
+Before (post-grad, functional ATen; the weights are graph inputs)::
+
+    w_q = placeholder()                      # offloaded weight (UVA view of host memory)
+    ...
+    mm = aten.mm(x, aten.permute(w_q, [1, 0]))
+
+After::
+
+    arena_bf16 = placeholder()               # extra inputs added by the backend
+    host_3 = placeholder()                   # group 3's host buffer
+    ...
+    cfcompile.prefetch_(arena_bf16, host_5, src, dst, n, event=5)   # a group `prefetch_depth` ahead
+    cfcompile.wait_(arena_bf16, event=3)                            # group 3's chunks have landed
+    w_q' = aten.as_strided(arena_bf16, w_q.shape, w_q.stride(), offset)
+    mm = aten.mm(x, aten.permute(w_q', [1, 0]))
+
+Resident weights become ``as_strided`` views of the resident buffer, placed right after the placeholders. Both ops
+mutate the arena, so Inductor keeps prefetches, waits and arena reads in program order; `check_arena_lifetimes`
+proves that no prefetch overwrites bytes that a still-pending read needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+import torch.fx as fx
+from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
+
+from ..config import ChunkFlowConfig, format_bytes
+from .plan import Plan
+
+log = logging.getLogger(__name__)
+aten = torch.ops.aten
+
+
+@dataclasses.dataclass(frozen=True)
+class InputLayout:
+    """Positions of the extra graph inputs the backend appends after the Dynamo inputs."""
+
+    arenas: dict[str, int]          # dtype -> input index
+    residents: dict[str, int]       # dtype -> input index
+    hosts: tuple[int, ...]          # input index of each streamed group's host buffer, in Plan.streamed order
+
+    @staticmethod
+    def after(first: int, plan: Plan) -> "InputLayout":
+        arenas = {dt: first + i for i, (dt, _) in enumerate(plan.arena_bytes)}
+        first += len(arenas)
+        residents = {dt: first + i for i, (dt, _) in enumerate(plan.resident_bytes)}
+        first += len(residents)
+        return InputLayout(arenas, residents, tuple(first + j for j in range(len(plan.streamed))))
+
+    @property
+    def count(self) -> int:
+        return len(self.arenas) + len(self.residents) + len(self.hosts)
+
+
+class ArenaLifetimeError(RuntimeError):
+    pass
+
+
+def _elems(nbytes: int, val: torch.Tensor) -> int:
+    return nbytes // val.element_size()
+
+
+def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
+    """Rewrite ``graph`` in place; return the schedule (one row per inserted op and per first/last read)."""
+    placeholders = list(graph.find_nodes(op="placeholder"))
+    pos = {n: i for i, n in enumerate(graph.nodes)}
+    fake_mode = torch._guards.detect_fake_mode([p.meta.get("val") for p in placeholders])
+    streamed = plan.streamed
+    index_of = {g.key: j for j, g in enumerate(streamed)}
+
+    def buffer(location: str, dtype: str) -> fx.Node:
+        return placeholders[(layout.arenas if location == "arena" else layout.residents)[dtype]]
+
+    # Where each weight is first / last read in this graph.
+    reads: dict[str, list] = {}
+    for w in plan.weights:
+        ph = placeholders[w.input_index]
+        val = ph.meta.get("val")
+        if not isinstance(val, torch.Tensor) or tuple(val.shape) != w.shape:
+            raise AssertionError(f"chunkflow: graph input {w.input_index} is {val!r}, the plan expected a weight of "
+                                 f"shape {w.shape}; the post-grad graph's inputs do not match the Dynamo graph's")
+        if ph.users:
+            reads.setdefault(w.group, []).append((w, ph, min(ph.users, key=pos.get), max(ph.users, key=pos.get)))
+
+    first_user = {k: min((r[2] for r in rs), key=pos.get) for k, rs in reads.items()}
+    last_user = {k: max((r[3] for r in rs), key=pos.get) for k, rs in reads.items()}
+    start = next(n for n in graph.nodes if n.op != "placeholder")
+
+    # The node each streamed group's prefetch goes in front of.
+    issue_at: dict[int, fx.Node] = {}
+    for j, g in enumerate(streamed):
+        if g.key not in first_user:
+            continue
+        anchor = g.issue_before
+        node = start if anchor is None else first_user.get(streamed[anchor].key, start)
+        issue_at[j] = min(node, first_user[g.key], key=pos.get)
+    check_arena_lifetimes(plan, {j: pos[n] for j, n in issue_at.items()},
+                          {j: pos[last_user[streamed[j].key]] for j in issue_at})
+
+    def node(target, args, val=None) -> fx.Node:
+        n = graph.call_function(target, args)
+        n.meta["val"] = val
+        return n
+
+    def view(w, ph) -> fx.Node:
+        buf = buffer(w_location[id(w)], groups[w.group].dtype)
+        val = ph.meta["val"]
+        args = (buf, list(w.shape), list(w.stride), _elems(w.buffer_offset, val))
+        with fake_mode:
+            fake = aten.as_strided.default(buf.meta["val"], *args[1:])
+        return node(aten.as_strided.default, args, fake)
+
+    groups = {g.key: g for g in plan.groups}
+    w_location = {id(w): w.location for rs in reads.values() for w, *_ in rs}
+    ops_before: dict[fx.Node, list] = {}
+    for j, n in sorted(issue_at.items()):
+        ops_before.setdefault(n, []).append(("prefetch", j))
+    for j, g in enumerate(streamed):
+        if g.key in first_user:
+            ops_before.setdefault(first_user[g.key], []).append(("wait", j))
+
+    schedule: list[dict] = []
+    replaced = 0
+    with graph.inserting_before(start):
+        for k, rs in reads.items():
+            for w, ph, *_ in rs:
+                if w.location == "resident":
+                    ph.replace_all_uses_with(view(w, ph))
+                    replaced += 1
+    for target, ops in sorted(ops_before.items(), key=lambda kv: pos[kv[0]]):
+        with graph.inserting_before(target):
+            for kind, j in ops:
+                g = streamed[j]
+                arena = buffer("arena", g.dtype)
+                val = placeholders[layout.arenas[g.dtype]].meta["val"]
+                if kind == "prefetch":
+                    item = val.element_size()
+                    n = node(torch.ops.cfcompile.prefetch_.default, (
+                        arena, placeholders[layout.hosts[j]],
+                        [c.src_offset // item for c in g.copies], [c.dst_offset // item for c in g.copies],
+                        [c.nbytes // item for c in g.copies], j))
+                    schedule.append(dict(node=n.name, op="prefetch", group=g.key,
+                                         chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes))
+                else:
+                    n = node(torch.ops.cfcompile.wait_.default, (arena, j))
+                    schedule.append(dict(node=n.name, op="wait", group=g.key,
+                                         chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes))
+                    for w, ph, *_ in reads[g.key]:
+                        if w.location == "arena":
+                            v = view(w, ph)
+                            ph.replace_all_uses_with(v, delete_user_cb=lambda u, v=v: u is not v)
+                            replaced += 1
+    graph.lint()
+
+    # Reads of each group, for the schedule table.
+    for k in reads:
+        schedule.append(dict(node=first_user[k].name, op="first read", group=k, chunks=[], bytes=0))
+        schedule.append(dict(node=last_user[k].name, op="last read", group=k, chunks=[], bytes=0))
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+    schedule.sort(key=lambda r: (order[r["node"]], r["op"] != "last read"))
+    in_use = 0
+    for row in schedule:
+        if row["op"] == "prefetch":
+            in_use += row["bytes"]
+        elif row["op"] == "last read" and row["group"] in index_of:
+            in_use -= streamed[index_of[row["group"]]].streamed_bytes
+        row["arena_in_use"] = in_use
+    log.info("chunkflow: rewrote %d weight reads in %d groups: %d prefetch + %d wait ops, %s streamed per call, "
+             "arena %s, resident %s", replaced, len(reads), len(issue_at),
+             sum(1 for r in schedule if r["op"] == "wait"), format_bytes(plan.streamed_bytes),
+             format_bytes(plan.total_arena_bytes), format_bytes(plan.total_resident_bytes))
+    return schedule
+
+
+def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[int, int]) -> None:
+    """No two streamed groups may hold the same arena bytes while both are live (issue point .. last read)."""
+    streamed = plan.streamed
+    live = sorted(issue_pos)
+    for a_i, a in enumerate(live):
+        ga = streamed[a]
+        for b in live[a_i + 1:]:
+            gb = streamed[b]
+            if ga.dtype != gb.dtype:
+                continue
+            if ga.arena_offset >= gb.arena_offset + gb.streamed_bytes or gb.arena_offset >= ga.arena_offset + ga.streamed_bytes:
+                continue
+            # Prefetches are inserted before their issue node and reads sit at their nodes: disjoint iff one's
+            # last read comes strictly before the other's issue node.
+            if not (last_pos[a] < issue_pos[b] or last_pos[b] < issue_pos[a]):
+                raise ArenaLifetimeError(
+                    f"chunkflow: groups {ga.key} and {gb.key} share arena bytes but are live at the same time in "
+                    f"the post-grad graph (issue {issue_pos[a]}..{last_pos[a]} vs {issue_pos[b]}..{last_pos[b]}); "
+                    f"the graph reads its weights in an order the plan did not expect. Try prefetch_depth=0 or "
+                    f"report this graph.")
+
+
+_SOURCES = tuple(str(p) for p in sorted(Path(__file__).parent.parent.rglob("*.py")))
+
+
+class ChunkflowPass(CustomGraphPass):
+    """`post_grad_custom_post_pass` carrying one plan; its uuid keys the FX graph cache on plan, config and code."""
+
+    def __init__(self, plan: Plan, layout: InputLayout, config: ChunkFlowConfig, dump_dir: str | None = None):
+        self.plan, self.layout, self.config, self.dump_dir = plan, layout, config, dump_dir
+        self.schedule: list[dict] | None = None
+
+    def __call__(self, graph: fx.Graph) -> None:
+        self.schedule = apply_plan(graph, self.plan, self.layout)
+        if self.dump_dir:
+            from ..dump import write_scheduled
+
+            write_scheduled(self.dump_dir, graph, self.schedule)
+
+    def uuid(self) -> bytes:
+        h = hashlib.sha256()
+        h.update(self.plan.fingerprint().encode())
+        h.update(self.config.fingerprint().encode())
+        h.update(repr(dataclasses.astuple(self.layout)).encode())
+        h.update(get_hash_for_files(_SOURCES))
+        return h.digest()
