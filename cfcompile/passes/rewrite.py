@@ -102,6 +102,16 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
         anchor = g.issue_before
         node = start if anchor is None else first_user.get(streamed[anchor].key, start)
         issue_at[j] = min(node, first_user[g.key], key=pos.get)
+        # The post-grad graph may read an earlier group later than the Dynamo graph did: never overwrite bytes a
+        # pending read still needs, issue after it instead (still before this group's own first read).
+        for k in sorted(issue_at):
+            gk = streamed[k]
+            if k != j and gk.dtype == g.dtype and _overlap(gk, g) and pos[last_user[gk.key]] >= pos[issue_at[j]]:
+                issue_at[j] = last_user[gk.key].next
+        if pos[issue_at[j]] > pos[first_user[g.key]]:
+            raise ArenaLifetimeError(
+                f"chunkflow: group {g.key} is read while a group sharing its arena bytes is still live; the graph "
+                f"reads its weights in an order the plan did not expect. Try prefetch_depth=0 or report this graph.")
     check_arena_lifetimes(plan, {j: pos[n] for j, n in issue_at.items()},
                           {j: pos[last_user[streamed[j].key]] for j in issue_at})
 
@@ -180,6 +190,10 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
     return schedule
 
 
+def _overlap(a, b) -> bool:
+    return a.arena_offset < b.arena_offset + b.streamed_bytes and b.arena_offset < a.arena_offset + a.streamed_bytes
+
+
 def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[int, int]) -> None:
     """No two streamed groups may hold the same arena bytes while both are live (issue point .. last read)."""
     streamed = plan.streamed
@@ -190,7 +204,7 @@ def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[
             gb = streamed[b]
             if ga.dtype != gb.dtype:
                 continue
-            if ga.arena_offset >= gb.arena_offset + gb.streamed_bytes or gb.arena_offset >= ga.arena_offset + ga.streamed_bytes:
+            if not _overlap(ga, gb):
                 continue
             # Prefetches are inserted before their issue node and reads sit at their nodes: disjoint iff one's
             # last read comes strictly before the other's issue node.

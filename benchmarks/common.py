@@ -1,0 +1,103 @@
+"""Helpers shared by the GPU benchmarks: models at real size with random weights, timing, memory, H2D probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+import torch
+
+
+def flux_inputs(image_tokens: int, text_tokens: int = 512, device="cuda", dtype=torch.bfloat16, config=None):
+    """Inputs of FluxTransformer2DModel for a square latent of ``image_tokens`` packed tokens."""
+    in_ch = getattr(config, "in_channels", 64)
+    joint = getattr(config, "joint_attention_dim", 4096)
+    pooled = getattr(config, "pooled_projection_dim", 768)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g).to(device, dtype)  # noqa: E731
+    side = int(image_tokens ** 0.5)
+    ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(side), torch.arange(image_tokens // side),
+                                     indexing="ij"), -1).reshape(-1, 3)
+    return dict(hidden_states=r(1, image_tokens, in_ch), encoder_hidden_states=r(1, text_tokens, joint),
+                pooled_projections=r(1, pooled), timestep=torch.tensor([0.5], device=device, dtype=dtype),
+                img_ids=ids.to(device, dtype), txt_ids=torch.zeros(text_tokens, 3, device=device, dtype=dtype),
+                guidance=torch.tensor([3.5], device=device, dtype=dtype), return_dict=False)
+
+
+def build_flux(device="cuda", dtype=torch.bfloat16, **config):
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = FluxTransformer2DModel(guidance_embeds=True, **config)
+    finally:
+        torch.set_default_dtype(old)
+    return model.eval().requires_grad_(False)
+
+
+def time_steps(fn, warmup: int = 3, iters: int = 10) -> dict:
+    """Median wall time of ``fn()`` per call after warm-up; the first call's time is reported as compile time."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    first = time.perf_counter() - t0
+    for _ in range(warmup - 1):
+        fn()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(iters):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        s.record()
+        fn()
+        e.record()
+        e.synchronize()
+        times.append(s.elapsed_time(e))
+    med = statistics.median(times)
+    return dict(step_ms=med, min_ms=min(times), max_ms=max(times), first_call_s=first,
+                compile_s=max(first - med / 1e3, 0.0),
+                peak_alloc_gib=torch.cuda.max_memory_allocated() / 2**30,
+                peak_reserved_gib=torch.cuda.max_memory_reserved() / 2**30)
+
+
+def h2d_bandwidth(nbytes: int = 2**30, iters: int = 5) -> float:
+    """GB/s of a pinned (cudaHostRegister'ed, UVA) -> device copy on a side stream, as chunkflow does it."""
+    from cfcompile.offload import _CudaArrayInterface, _pin
+
+    host = torch.empty(nbytes, dtype=torch.uint8)
+    _pin(host)
+    owner = _CudaArrayInterface(host, nbytes)
+    src = torch.as_tensor(owner, device="cuda")
+    dst = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        dst.copy_(src, non_blocking=True)
+        s.synchronize()
+        best = 0.0
+        for _ in range(iters):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record(s)
+            dst.copy_(src, non_blocking=True)
+            b.record(s)
+            b.synchronize()
+            best = max(best, nbytes / (a.elapsed_time(b) / 1e3) / 1e9)
+    del src, dst
+    torch.cuda.cudart().cudaHostUnregister(host.data_ptr())
+    return best
+
+
+def environment() -> dict:
+    return dict(date=time.strftime("%Y-%m-%d"), device=torch.cuda.get_device_name(), torch=torch.__version__,
+                cuda=torch.version.cuda)
+
+
+def write(results: list[dict], name: str) -> None:
+    out = os.environ.get("OUT", ".")
+    with open(os.path.join(out, name), "w") as f:
+        json.dump(results, f, indent=1)
