@@ -64,9 +64,9 @@ def main() -> None:
             cfcompile.offload(model, device="cuda")
             torch.cuda.empty_cache()
             for c in cf:
-                rf = float(c.split(":")[1])
-                fn = torch.compile(model, backend="chunkflow",
-                                   options={"resident_fraction": rf, "chunk_size": args.chunk_size})
+                _, rf, *cs = c.split(":")  # chunkflow:<resident_fraction>[:<chunk_size>]
+                rf, cs = float(rf), cs[0] if cs else args.chunk_size
+                fn = torch.compile(model, backend="chunkflow", options={"resident_fraction": rf, "chunk_size": cs})
                 r = time_steps(lambda: fn(**inputs), iters=args.iters)
                 plan = compiled_graphs()[-1].chunkflow_plan
                 streamed = plan.streamed_bytes
@@ -74,7 +74,7 @@ def main() -> None:
                 err = (out - ref).abs().max().item() / ref.abs().max().item() if ref is not None else None
                 floor_ms = max(streamed / (bw * 1e9) * 1e3,
                                next((x["step_ms"] for x in results if x["config"].startswith("inductor")), 0.0))
-                record(f"chunkflow rf={rf}", r, streamed_gib=streamed / 2**30,
+                record(f"chunkflow rf={rf} chunk={cs}", r, streamed_gib=streamed / 2**30,
                        arena_gib=plan.total_arena_bytes / 2**30, resident_gib=plan.total_resident_bytes / 2**30,
                        achieved_h2d_gbs=streamed / (r["step_ms"] / 1e3) / 1e9, floor_ms=floor_ms,
                        vs_floor=r["step_ms"] / floor_ms if floor_ms else None, rel_err_vs_inductor=err)

@@ -18,7 +18,7 @@ def flux_inputs(image_tokens: int, text_tokens: int = 512, device="cuda", dtype=
     g = torch.Generator(device="cpu").manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g).to(device, dtype)  # noqa: E731
     side = int(image_tokens ** 0.5)
-    ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(side), torch.arange(image_tokens // side),
+    ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(side).float(), torch.arange(image_tokens // side).float(),
                                      indexing="ij"), -1).reshape(-1, 3)
     return dict(hidden_states=r(1, image_tokens, in_ch), encoder_hidden_states=r(1, text_tokens, joint),
                 pooled_projections=r(1, pooled), timestep=torch.tensor([0.5], device=device, dtype=dtype),

@@ -30,15 +30,19 @@ log = logging.getLogger(__name__)
 
 
 class GraphRuntime:
-    """The device memory of one compiled graph: arenas and resident buffers, allocated once."""
+    """The device memory of one compiled graph: an arena per dtype and the resident weights, allocated once.
+
+    ``inputs`` are what the compiled code gets after the Dynamo inputs, in `InputLayout` order: one arena slot per
+    streamed group (views into the arena; groups that are never live together share bytes), each streamed group's
+    host buffer, and one resident slot per group with resident weights.
+    """
 
     def __init__(self, plan: Plan, groups: dict, device: torch.device):
         self.plan, self.device = plan, device
-        dtype = {k: getattr(torch, k) for k, _ in plan.arena_bytes + plan.resident_bytes}
 
         def alloc(nbytes: int, dt: str) -> torch.Tensor:
             try:
-                return torch.empty(nbytes // dtype[dt].itemsize, dtype=dtype[dt], device=device)
+                return torch.empty(nbytes // getattr(torch, dt).itemsize, dtype=getattr(torch, dt), device=device)
             except torch.OutOfMemoryError as e:
                 raise torch.OutOfMemoryError(
                     f"chunkflow: allocating {format_bytes(nbytes)} on {device} for this graph's weights failed "
@@ -46,21 +50,26 @@ class GraphRuntime:
                     f"{format_bytes(plan.total_resident_bytes)}). Lower resident_fraction, prefetch_depth or "
                     f"chunk_size. ({e})") from None
 
+        def part(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
+            item = buf.element_size()
+            return buf[offset // item:(offset + nbytes) // item]
+
         self.arenas = {dt: alloc(n, dt) for dt, n in plan.arena_bytes}
-        self.residents = {dt: alloc(n, dt) for dt, n in plan.resident_bytes}
+        self.resident_buffers = {dt: alloc(n, dt) for dt, n in plan.resident_bytes}
+        self.slots = [part(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in plan.streamed]
+        self.hosts = [groups[g.key].device_view for g in plan.streamed]
+        self.residents = []
         for g in plan.groups:
             if g.resident_bytes:
-                src, dst = groups[g.key].device_view, self.residents[g.dtype]
-                item = src.element_size()
-                lo, hi = g.resident_range
-                dst[g.resident_offset // item:(g.resident_offset + hi - lo) // item].copy_(src[lo // item:hi // item])
-        self.hosts = [groups[g.key].device_view for g in plan.streamed]
+                dst = part(self.resident_buffers[g.dtype], g.resident_offset, g.resident_bytes)
+                dst.copy_(part(groups[g.key].device_view, g.resident_range[0], g.resident_bytes))
+                self.residents.append(dst)
         if device.type == "cuda":
             torch.cuda.current_stream(device).synchronize()
 
     @property
     def inputs(self) -> list[torch.Tensor]:
-        return [*self.arenas.values(), *self.residents.values(), *self.hosts]
+        return [*self.slots, *self.hosts, *self.residents]
 
 
 def _with_extra_inputs(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:
@@ -106,8 +115,8 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     plan = make_plan(reads, config)
     rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device)
     layout = InputLayout.after(len(example_inputs), plan)
-    names = [f"cf_arena_{d}" for d in rt.arenas] + [f"cf_resident_{d}" for d in rt.residents] + \
-        [f"cf_host_{j}" for j in range(len(rt.hosts))]
+    names = [f"cf_slot_{j}" for j in range(len(rt.slots))] + [f"cf_host_{j}" for j in range(len(rt.hosts))] + \
+        [f"cf_resident_{j}" for j in range(len(rt.residents))]
     dump_dir = new_dump_dir(config.dump) if config.dump else None
     if dump_dir:
         write_plan(dump_dir, plan)

@@ -8,17 +8,19 @@ Before (post-grad, functional ATen; the weights are graph inputs)::
 
 After::
 
-    arena_bf16 = placeholder()               # extra inputs added by the backend
-    host_3 = placeholder()                   # group 3's host buffer
+    slot_3 = placeholder()                   # group 3's region of the arena (extra inputs added by the backend)
+    host_5 = placeholder()                   # group 5's host buffer
     ...
-    cfcompile.prefetch_(arena_bf16, host_5, src, dst, n, event=5)   # a group `prefetch_depth` ahead
-    cfcompile.wait_(arena_bf16, event=3)                            # group 3's chunks have landed
-    w_q' = aten.as_strided(arena_bf16, w_q.shape, w_q.stride(), offset)
+    cfcompile.prefetch_(slot_5, [slot_3, slot_4], host_5, src, dst, n, event=5)  # `prefetch_depth` groups ahead
+    cfcompile.wait_(slot_3, event=3)                                             # group 3's chunks have landed
+    w_q' = aten.as_strided(slot_3, w_q.shape, w_q.stride(), offset_in_group)
     mm = aten.mm(x, aten.permute(w_q', [1, 0]))
 
-Resident weights become ``as_strided`` views of the resident buffer, placed right after the placeholders. Both ops
-mutate the arena, so Inductor keeps prefetches, waits and arena reads in program order; `check_arena_lifetimes`
-proves that no prefetch overwrites bytes that a still-pending read needs.
+Resident weights become ``as_strided`` views of their group's resident slot, placed right after the placeholders.
+Each group has its own slot input so that identical blocks compile to identical kernels (a view's offset is baked
+into the kernel). Slots of different groups may share arena bytes; the ops declare every slot whose order matters
+as mutated ("fences"), so Inductor keeps: earlier reads of overwritten bytes -> prefetch -> the wait at its issue
+point -> wait -> reads. `check_arena_lifetimes` proves no prefetch overwrites bytes a pending read still needs.
 """
 
 from __future__ import annotations
@@ -43,29 +45,25 @@ aten = torch.ops.aten
 class InputLayout:
     """Positions of the extra graph inputs the backend appends after the Dynamo inputs."""
 
-    arenas: dict[str, int]          # dtype -> input index
-    residents: dict[str, int]       # dtype -> input index
-    hosts: tuple[int, ...]          # input index of each streamed group's host buffer, in Plan.streamed order
+    slots: tuple[int, ...]          # arena slot of each streamed group, in Plan.streamed order
+    hosts: tuple[int, ...]          # host buffer of each streamed group, same order
+    residents: dict[str, int]       # group key -> its resident slot
 
     @staticmethod
     def after(first: int, plan: Plan) -> "InputLayout":
-        arenas = {dt: first + i for i, (dt, _) in enumerate(plan.arena_bytes)}
-        first += len(arenas)
-        residents = {dt: first + i for i, (dt, _) in enumerate(plan.resident_bytes)}
-        first += len(residents)
-        return InputLayout(arenas, residents, tuple(first + j for j in range(len(plan.streamed))))
+        n = len(plan.streamed)
+        slots = tuple(range(first, first + n))
+        hosts = tuple(range(first + n, first + 2 * n))
+        resident = [g.key for g in plan.groups if g.resident_bytes]
+        return InputLayout(slots, hosts, {k: first + 2 * n + i for i, k in enumerate(resident)})
 
     @property
     def count(self) -> int:
-        return len(self.arenas) + len(self.residents) + len(self.hosts)
+        return len(self.slots) + len(self.hosts) + len(self.residents)
 
 
 class ArenaLifetimeError(RuntimeError):
     pass
-
-
-def _elems(nbytes: int, val: torch.Tensor) -> int:
-    return nbytes // val.element_size()
 
 
 def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
@@ -75,9 +73,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
     fake_mode = torch._guards.detect_fake_mode([p.meta.get("val") for p in placeholders])
     streamed = plan.streamed
     index_of = {g.key: j for j, g in enumerate(streamed)}
-
-    def buffer(location: str, dtype: str) -> fx.Node:
-        return placeholders[(layout.arenas if location == "arena" else layout.residents)[dtype]]
+    groups = {g.key: g for g in plan.groups}
 
     # Where each weight is first / last read in this graph.
     reads: dict[str, list] = {}
@@ -89,7 +85,6 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
                                  f"shape {w.shape}; the post-grad graph's inputs do not match the Dynamo graph's")
         if ph.users:
             reads.setdefault(w.group, []).append((w, ph, min(ph.users, key=pos.get), max(ph.users, key=pos.get)))
-
     first_user = {k: min((r[2] for r in rs), key=pos.get) for k, rs in reads.items()}
     last_user = {k: max((r[3] for r in rs), key=pos.get) for k, rs in reads.items()}
     start = next(n for n in graph.nodes if n.op != "placeholder")
@@ -106,7 +101,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
         # pending read still needs, issue after it instead (still before this group's own first read).
         for k in sorted(issue_at):
             gk = streamed[k]
-            if k != j and gk.dtype == g.dtype and _overlap(gk, g) and pos[last_user[gk.key]] >= pos[issue_at[j]]:
+            if k != j and _overlap(gk, g) and pos[last_user[gk.key]] >= pos[issue_at[j]]:
                 issue_at[j] = last_user[gk.key].next
         if pos[issue_at[j]] > pos[first_user[g.key]]:
             raise ArenaLifetimeError(
@@ -120,19 +115,30 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
         n.meta["val"] = val
         return n
 
-    def view(w, ph) -> fx.Node:
-        buf = buffer(w_location[id(w)], groups[w.group].dtype)
-        val = ph.meta["val"]
-        args = (buf, list(w.shape), list(w.stride), _elems(w.buffer_offset, val))
+    def view(w, ph, slot: fx.Node, base: int) -> fx.Node:
+        slot_val = slot.meta["val"]  # a view into the arena: as_strided's offset counts from its storage start
+        args = (slot, list(w.shape), list(w.stride),
+                slot_val.storage_offset() + (w.offset - base) // slot_val.element_size())
         with fake_mode:
-            fake = aten.as_strided.default(buf.meta["val"], *args[1:])
+            fake = aten.as_strided.default(slot.meta["val"], *args[1:])
         return node(aten.as_strided.default, args, fake)
 
-    groups = {g.key: g for g in plan.groups}
-    w_location = {id(w): w.location for rs in reads.values() for w, *_ in rs}
+    issue_order = sorted(issue_at, key=lambda j: (pos[issue_at[j]], j))
+    rank = {j: i for i, j in enumerate(issue_order)}
+
+    def fences(j: int) -> list[fx.Node]:
+        """Slots whose order prefetch j keeps: those it overwrites, the previous prefetch's, its issue point's."""
+        g = streamed[j]
+        ks = {k for k in issue_order[:rank[j]] if _overlap(streamed[k], g)}
+        if rank[j]:
+            ks.add(issue_order[rank[j] - 1])
+        if g.issue_before in issue_at and g.issue_before != j:
+            ks.add(g.issue_before)
+        return [placeholders[layout.slots[k]] for k in sorted(ks)]
+
     ops_before: dict[fx.Node, list] = {}
-    for j, n in sorted(issue_at.items()):
-        ops_before.setdefault(n, []).append(("prefetch", j))
+    for j in issue_order:
+        ops_before.setdefault(issue_at[j], []).append(("prefetch", j))
     for j, g in enumerate(streamed):
         if g.key in first_user:
             ops_before.setdefault(first_user[g.key], []).append(("wait", j))
@@ -143,31 +149,29 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
         for k, rs in reads.items():
             for w, ph, *_ in rs:
                 if w.location == "resident":
-                    ph.replace_all_uses_with(view(w, ph))
+                    ph.replace_all_uses_with(view(w, ph, placeholders[layout.residents[k]],
+                                                  groups[k].resident_range[0]))
                     replaced += 1
     for target, ops in sorted(ops_before.items(), key=lambda kv: pos[kv[0]]):
         with graph.inserting_before(target):
             for kind, j in ops:
                 g = streamed[j]
-                arena = buffer("arena", g.dtype)
-                val = placeholders[layout.arenas[g.dtype]].meta["val"]
+                slot = placeholders[layout.slots[j]]
+                row = dict(op=kind, group=g.key, chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes)
                 if kind == "prefetch":
-                    item = val.element_size()
+                    item = slot.meta["val"].element_size()
+                    base = g.stream_range[0]
                     n = node(torch.ops.cfcompile.prefetch_.default, (
-                        arena, placeholders[layout.hosts[j]],
-                        [c.src_offset // item for c in g.copies], [c.dst_offset // item for c in g.copies],
+                        slot, fences(j), placeholders[layout.hosts[j]],
+                        [c.src_offset // item for c in g.copies], [(c.src_offset - base) // item for c in g.copies],
                         [c.nbytes // item for c in g.copies], j))
-                    schedule.append(dict(node=n.name, op="prefetch", group=g.key,
-                                         chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes))
                 else:
-                    n = node(torch.ops.cfcompile.wait_.default, (arena, j))
-                    schedule.append(dict(node=n.name, op="wait", group=g.key,
-                                         chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes))
+                    n = node(torch.ops.cfcompile.wait_.default, (slot, j))
                     for w, ph, *_ in reads[g.key]:
                         if w.location == "arena":
-                            v = view(w, ph)
-                            ph.replace_all_uses_with(v, delete_user_cb=lambda u, v=v: u is not v)
+                            ph.replace_all_uses_with(view(w, ph, slot, g.stream_range[0]))
                             replaced += 1
+                schedule.append(dict(node=n.name, **row))
     graph.lint()
 
     # Reads of each group, for the schedule table.
@@ -191,7 +195,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
 
 
 def _overlap(a, b) -> bool:
-    return a.arena_offset < b.arena_offset + b.streamed_bytes and b.arena_offset < a.arena_offset + a.streamed_bytes
+    """Do two streamed groups share arena bytes?"""
+    return a.dtype == b.dtype and a.arena_offset < b.arena_offset + b.streamed_bytes and b.arena_offset < a.arena_offset + a.streamed_bytes
 
 
 def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[int, int]) -> None:
@@ -202,8 +207,6 @@ def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[
         ga = streamed[a]
         for b in live[a_i + 1:]:
             gb = streamed[b]
-            if ga.dtype != gb.dtype:
-                continue
             if not _overlap(ga, gb):
                 continue
             # Prefetches are inserted before their issue node and reads sit at their nodes: disjoint iff one's

@@ -1,16 +1,19 @@
 """The two custom ops the chunkflow pass inserts, and the copy stream they share.
 
-``cfcompile::prefetch_(arena, src, src_offsets, dst_offsets, numels, event)``
-    Copy ``src[so:so+n] -> arena[do:do+n]`` for each chunk. On CUDA the copies go on the device's copy stream,
-    which first waits for everything issued so far on the current stream (the arena region being overwritten was
+``cfcompile::prefetch_(slot, fences, src, src_offsets, dst_offsets, numels, event)``
+    Copy ``src[so:so+n] -> slot[do:do+n]`` for each chunk. On CUDA the copies go on the device's copy stream,
+    which first waits for everything issued so far on the current stream (the arena bytes being overwritten were
     read by that work), and then records ``event``. On the CPU the copies are synchronous.
-``cfcompile::wait_(arena, event)``
-    Make the current stream wait for ``event``: the chunks are in the arena once this returns on the stream.
+``cfcompile::wait_(slot, event)``
+    Make the current stream wait for ``event``: the chunks are in the slot once this returns on the stream.
 
-Both declare ``arena`` as mutated. The arena is a graph input, so Inductor keeps every prefetch, wait and arena
-read in program order (a mutation orders all earlier reads before it and all later reads after it) and never
-reuses arena memory for its own buffers. Events are keyed by (arena pointer, event id): state keyed by what the
-compiled code was given, so an FX-graph-cache hit in a fresh process works.
+A *slot* is one group's region of the arena, a graph input of its own (so identical blocks compile to identical
+kernels). Both ops declare their slot as mutated, so Inductor orders wait -> reads. ``fences`` are the other slots
+whose order the prefetch must keep, also declared mutated (nothing is written to them): the slots whose bytes this
+copy overwrites (their earlier reads stay before it), the previous prefetch's slot (copies stay in plan order) and
+the slot whose wait marks the issue point (the prefetch stays before it). Slots are graph inputs, so Inductor never
+reuses their memory. Events are keyed by (slot pointer, event id): state keyed by what the compiled code was given,
+so an FX-graph-cache hit in a fresh process works.
 """
 
 from __future__ import annotations
@@ -30,47 +33,40 @@ def copy_stream(device: torch.device) -> torch.cuda.Stream:
     return s
 
 
-def _event(arena: torch.Tensor, event: int) -> torch.cuda.Event:
-    key = (arena.data_ptr(), event)
+def _event(slot: torch.Tensor, event: int) -> torch.cuda.Event:
+    key = (slot.data_ptr(), event)
     ev = _events.get(key)
     if ev is None:
         ev = _events[key] = torch.cuda.Event()
     return ev
 
 
-@torch.library.custom_op("cfcompile::prefetch_", mutates_args=("arena",))
-def prefetch_(arena: torch.Tensor, src: torch.Tensor, src_offsets: list[int], dst_offsets: list[int],
-              numels: list[int], event: int) -> None:
-    if arena.device.type == "cuda":
-        stream = copy_stream(arena.device)
-        stream.wait_stream(torch.cuda.current_stream(arena.device))
+@torch.library.custom_op("cfcompile::prefetch_", mutates_args=("slot", "fences"))
+def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor, src_offsets: list[int],
+              dst_offsets: list[int], numels: list[int], event: int) -> None:
+    if slot.device.type == "cuda":
+        stream = copy_stream(slot.device)
+        stream.wait_stream(torch.cuda.current_stream(slot.device))
         with torch.cuda.stream(stream):
             for so, do, n in zip(src_offsets, dst_offsets, numels):
-                arena[do:do + n].copy_(src[so:so + n], non_blocking=True)
-            _event(arena, event).record(stream)
+                slot[do:do + n].copy_(src[so:so + n], non_blocking=True)
+            _event(slot, event).record(stream)
     else:
         for so, do, n in zip(src_offsets, dst_offsets, numels):
-            arena[do:do + n].copy_(src[so:so + n])
+            slot[do:do + n].copy_(src[so:so + n])
 
 
 @prefetch_.register_fake
-def _(arena, src, src_offsets, dst_offsets, numels, event) -> None:
+def _(slot, fences, src, src_offsets, dst_offsets, numels, event) -> None:
     return None
 
 
-@torch.library.custom_op("cfcompile::wait_", mutates_args=("arena",))
-def wait_(arena: torch.Tensor, event: int) -> None:
-    if arena.device.type == "cuda":
-        torch.cuda.current_stream(arena.device).wait_event(_event(arena, event))
+@torch.library.custom_op("cfcompile::wait_", mutates_args=("slot",))
+def wait_(slot: torch.Tensor, event: int) -> None:
+    if slot.device.type == "cuda":
+        torch.cuda.current_stream(slot.device).wait_event(_event(slot, event))
 
 
 @wait_.register_fake
-def _(arena, event) -> None:
+def _(slot, event) -> None:
     return None
-
-
-def forget(arena: torch.Tensor) -> None:
-    """Drop the events of an arena that is being freed."""
-    ptr = arena.data_ptr()
-    for key in [k for k in _events if k[0] == ptr]:
-        del _events[key]
