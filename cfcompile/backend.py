@@ -19,57 +19,14 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
-from . import runtime  # noqa: F401  (registers torch.ops.cfcompile.*)
+from .runtime.arena import GraphRuntime
 from .config import ChunkFlowConfig, format_bytes
 from .dump import new_dump_dir, write_plan
 from .passes.analysis import find_weight_reads
-from .passes.plan import Plan, make_plan
+from .passes.plan import make_plan
 from .passes.rewrite import ChunkflowPass, InputLayout
 
 log = logging.getLogger(__name__)
-
-
-class GraphRuntime:
-    """The device memory of one compiled graph: an arena per dtype and the resident weights, allocated once.
-
-    ``inputs`` are what the compiled code gets after the Dynamo inputs, in `InputLayout` order: one arena slot per
-    streamed group (views into the arena; groups that are never live together share bytes), each streamed group's
-    host buffer, and one resident slot per group with resident weights.
-    """
-
-    def __init__(self, plan: Plan, groups: dict, device: torch.device):
-        self.plan, self.device = plan, device
-
-        def alloc(nbytes: int, dt: str) -> torch.Tensor:
-            try:
-                return torch.empty(nbytes // getattr(torch, dt).itemsize, dtype=getattr(torch, dt), device=device)
-            except torch.OutOfMemoryError as e:
-                raise torch.OutOfMemoryError(
-                    f"chunkflow: allocating {format_bytes(nbytes)} on {device} for this graph's weights failed "
-                    f"(arena {format_bytes(plan.total_arena_bytes)} + resident "
-                    f"{format_bytes(plan.total_resident_bytes)}). Lower resident_fraction, prefetch_depth or "
-                    f"chunk_size. ({e})") from None
-
-        def part(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
-            item = buf.element_size()
-            return buf[offset // item:(offset + nbytes) // item]
-
-        self.arenas = {dt: alloc(n, dt) for dt, n in plan.arena_bytes}
-        self.resident_buffers = {dt: alloc(n, dt) for dt, n in plan.resident_bytes}
-        self.slots = [part(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in plan.streamed]
-        self.hosts = [groups[g.key].device_view for g in plan.streamed]
-        self.residents = []
-        for g in plan.groups:
-            if g.resident_bytes:
-                dst = part(self.resident_buffers[g.dtype], g.resident_offset, g.resident_bytes)
-                dst.copy_(part(groups[g.key].device_view, g.resident_range[0], g.resident_bytes))
-                self.residents.append(dst)
-        if device.type == "cuda":
-            torch.cuda.current_stream(device).synchronize()
-
-    @property
-    def inputs(self) -> list[torch.Tensor]:
-        return [*self.slots, *self.hosts, *self.residents]
 
 
 def _with_extra_inputs(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModule:

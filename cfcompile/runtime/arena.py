@@ -1,0 +1,75 @@
+"""Device memory of one compiled graph: arenas, their per-group slots, and resident weights."""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from ..config import format_bytes
+from ..passes.plan import Plan
+
+
+class _Alias:
+    """``__cuda_array_interface__`` for bytes inside another tensor; holds that tensor so it outlives the alias."""
+
+    def __init__(self, base: torch.Tensor, ptr: int, nbytes: int):
+        self.base = base
+        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (ptr, False),
+                                         "version": 3, "strides": None}
+
+
+def alias(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
+    """``nbytes`` of ``buf`` from byte ``offset`` as a tensor of its own (storage offset 0, same memory).
+
+    Slots are passed to the compiled graph as separate inputs; giving each a storage of its own keeps Inductor from
+    having to reason about inputs that are views with a storage offset.
+    """
+    ptr = buf.data_ptr() + offset
+    if buf.device.type == "cuda":
+        raw = torch.as_tensor(_Alias(buf, ptr, nbytes), device=buf.device)
+    else:
+        array = (ctypes.c_uint8 * nbytes).from_address(ptr)
+        array.base = buf  # frombuffer keeps the array alive, the array keeps ``buf``
+        raw = torch.frombuffer(array, dtype=torch.uint8)
+    return raw.view(buf.dtype)
+
+
+class GraphRuntime:
+    """The device memory of one compiled graph: an arena per dtype and the resident weights, allocated once.
+
+    ``inputs`` are what the compiled code gets after the Dynamo inputs, in `InputLayout` order: one arena slot per
+    streamed group (views into the arena; groups that are never live together share bytes), each streamed group's
+    host buffer, and one resident slot per group with resident weights.
+    """
+
+    def __init__(self, plan: Plan, groups: dict, device: torch.device):
+        self.plan, self.device = plan, device
+
+        def alloc(nbytes: int, dt: str) -> torch.Tensor:
+            try:
+                return torch.empty(nbytes // getattr(torch, dt).itemsize, dtype=getattr(torch, dt), device=device)
+            except torch.OutOfMemoryError as e:
+                raise torch.OutOfMemoryError(
+                    f"chunkflow: allocating {format_bytes(nbytes)} on {device} for this graph's weights failed "
+                    f"(arena {format_bytes(plan.total_arena_bytes)} + resident "
+                    f"{format_bytes(plan.total_resident_bytes)}). Lower resident_fraction, prefetch_depth or "
+                    f"chunk_size. ({e})") from None
+
+        self.arenas = {dt: alloc(n, dt) for dt, n in plan.arena_bytes}
+        self.resident_buffers = {dt: alloc(n, dt) for dt, n in plan.resident_bytes}
+        self.slots = [alias(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in plan.streamed]
+        self.hosts = [groups[g.key].device_view for g in plan.streamed]
+        self.residents = []
+        for g in plan.groups:
+            if g.resident_bytes:
+                dst = alias(self.resident_buffers[g.dtype], g.resident_offset, g.resident_bytes)
+                src = groups[g.key].device_view
+                dst.copy_(src[g.resident_range[0] // src.element_size():g.resident_range[1] // src.element_size()])
+                self.residents.append(dst)
+        if device.type == "cuda":
+            torch.cuda.current_stream(device).synchronize()
+
+    @property
+    def inputs(self) -> list[torch.Tensor]:
+        return [*self.slots, *self.hosts, *self.residents]
