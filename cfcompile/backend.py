@@ -95,6 +95,7 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     run.chunkflow_plan = plan  # type: ignore[attr-defined]
     run.chunkflow_runtime = rt  # type: ignore[attr-defined]
     run.chunkflow_dump_dir = dump_dir  # type: ignore[attr-defined]
+    run.chunkflow_layout = layout  # type: ignore[attr-defined]
     _last_compiled.append(run)
     return run
 

@@ -72,6 +72,10 @@ class ChunkFlowConfig:
     """How many streamed blocks ahead a prefetch is issued. 1 = double buffering (the copy of block k+1 runs
     under block k's compute); larger values hide longer copies at the cost of a larger arena; 0 = no overlap."""
 
+    overlap_copies: bool = True
+    """Run copies on a separate copy stream so they overlap compute (CUDA). False puts them on the compute stream,
+    in order: no overlap, for debugging."""
+
     dump: str | None = None
     """Directory to write, per compiled graph, the scheduled graph, a schedule table and ``plan.json``.
     Also set by the environment variable ``CFCOMPILE_DUMP``. Dumping bypasses the FX graph cache."""
@@ -94,6 +98,8 @@ class ChunkFlowConfig:
         pd = self.prefetch_depth
         if isinstance(pd, bool) or not isinstance(pd, int) or pd < 0:
             raise ValueError(f"prefetch_depth: expected an integer >= 0, got {pd!r}")
+        if not isinstance(self.overlap_copies, bool):
+            raise ValueError(f"overlap_copies: expected True or False, got {self.overlap_copies!r}")
         if self.dump is not None and not isinstance(self.dump, (str, os.PathLike)):
             raise ValueError(f"dump: expected a directory path, got {type(self.dump).__name__}")
         if self.dump is not None:

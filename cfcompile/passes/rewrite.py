@@ -66,7 +66,7 @@ class ArenaLifetimeError(RuntimeError):
     pass
 
 
-def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
+def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool = True) -> list[dict]:
     """Rewrite ``graph`` in place; return the schedule (one row per inserted op and per first/last read)."""
     placeholders = list(graph.find_nodes(op="placeholder"))
     pos = {n: i for i, n in enumerate(graph.nodes)}
@@ -164,9 +164,9 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout) -> list[dict]:
                     n = node(torch.ops.cfcompile.prefetch_.default, (
                         slot, fences(j), placeholders[layout.hosts[j]],
                         [c.src_offset // item for c in g.copies], [(c.src_offset - base) // item for c in g.copies],
-                        [c.nbytes // item for c in g.copies], j))
+                        [c.nbytes // item for c in g.copies], j, overlap))
                 else:
-                    n = node(torch.ops.cfcompile.wait_.default, (slot, j))
+                    n = node(torch.ops.cfcompile.wait_.default, (slot, j, overlap))
                     for w, ph, *_ in reads[g.key]:
                         if w.location == "arena":
                             ph.replace_all_uses_with(view(w, ph, slot, g.stream_range[0]))
@@ -230,7 +230,7 @@ class ChunkflowPass(CustomGraphPass):
         self.schedule: list[dict] | None = None
 
     def __call__(self, graph: fx.Graph) -> None:
-        self.schedule = apply_plan(graph, self.plan, self.layout)
+        self.schedule = apply_plan(graph, self.plan, self.layout, self.config.overlap_copies)
         if self.dump_dir:
             from ..dump import write_scheduled
 

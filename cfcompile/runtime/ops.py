@@ -6,6 +6,8 @@
     read by that work), and then records ``event``. On the CPU the copies are synchronous.
 ``cfcompile::wait_(slot, event)``
     Make the current stream wait for ``event``: the chunks are in the slot once this returns on the stream.
+With ``overlap=False`` (option ``overlap_copies=False``) copies run in order on the current stream and waits do
+nothing: slower, and a way to rule the copy stream out when debugging.
 
 A *slot* is one group's region of the arena, a graph input of its own (so identical blocks compile to identical
 kernels). Both ops declare their slot as mutated, so Inductor orders wait -> reads. ``fences`` are the other slots
@@ -43,30 +45,30 @@ def _event(slot: torch.Tensor, event: int) -> torch.cuda.Event:
 
 @torch.library.custom_op("cfcompile::prefetch_", mutates_args=("slot", "fences"))
 def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor, src_offsets: list[int],
-              dst_offsets: list[int], numels: list[int], event: int) -> None:
-    if slot.device.type == "cuda":
+              dst_offsets: list[int], numels: list[int], event: int, overlap: bool = True) -> None:
+    if slot.device.type == "cuda" and overlap:
         stream = copy_stream(slot.device)
         stream.wait_stream(torch.cuda.current_stream(slot.device))
         with torch.cuda.stream(stream):
             for so, do, n in zip(src_offsets, dst_offsets, numels):
                 slot[do:do + n].copy_(src[so:so + n], non_blocking=True)
             _event(slot, event).record(stream)
-    else:
+    else:  # CPU, or overlap=False: copies in order on the current stream
         for so, do, n in zip(src_offsets, dst_offsets, numels):
-            slot[do:do + n].copy_(src[so:so + n])
+            slot[do:do + n].copy_(src[so:so + n], non_blocking=True)
 
 
 @prefetch_.register_fake
-def _(slot, fences, src, src_offsets, dst_offsets, numels, event) -> None:
+def _(slot, fences, src, src_offsets, dst_offsets, numels, event, overlap=True) -> None:
     return None
 
 
 @torch.library.custom_op("cfcompile::wait_", mutates_args=("slot",))
-def wait_(slot: torch.Tensor, event: int) -> None:
-    if slot.device.type == "cuda":
+def wait_(slot: torch.Tensor, event: int, overlap: bool = True) -> None:
+    if slot.device.type == "cuda" and overlap:
         torch.cuda.current_stream(slot.device).wait_event(_event(slot, event))
 
 
 @wait_.register_fake
-def _(slot, event) -> None:
+def _(slot, event, overlap=True) -> None:
     return None
