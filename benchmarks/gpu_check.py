@@ -20,6 +20,7 @@ from common import build_flux, flux_inputs  # noqa: E402
 
 import cfcompile  # noqa: E402
 from cfcompile.backend import compiled_graphs  # noqa: E402
+from cfcompile.passes.rewrite import clobbers  # noqa: E402
 from cfcompile.passes.verify import check_generated_order  # noqa: E402
 
 SMALL = dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
@@ -47,7 +48,7 @@ def check(dtype: torch.dtype, tol: float) -> bool:
                 "resident_fraction": rf, "chunk_size": "1MiB", "prefetch_depth": depth, "overlap_copies": overlap})
             first, code = run_and_get_code(fn, **inputs)
             g = compiled_graphs()[-1]
-            order = check_generated_order(code[0], 0, list(g.chunkflow_layout.slots))
+            order = check_generated_order(code[0], list(g.chunkflow_layout.slots), clobbers(g.chunkflow_plan))
             runs = [first[0].clone()] + [fn(**inputs)[0].clone() for _ in range(3)]
             torch.cuda.synchronize()
             diffs = [f"{(r - ind).abs().max().item():.3g}" for r in runs]

@@ -65,6 +65,9 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
         log.info("chunkflow: graph reads no offloaded weight; compiling it with plain Inductor")
         return compile_fx(gm, example_inputs, config_patches=patches)
 
+    # Inductor's reorder_for_locality sinks producers toward their consumers, which interleaves the reads of
+    # independent weights (e.g. the embedders) and breaks the block order the plan is built on.
+    patches = {"reorder_for_locality": False, **patches}
     devices = {r.group.device_view.device for r in reads}
     if len(devices) != 1:
         raise ValueError(f"chunkflow: one graph reads weights offloaded for several devices {sorted(map(str, devices))}")

@@ -11,16 +11,17 @@ After::
     slot_3 = placeholder()                   # group 3's region of the arena (extra inputs added by the backend)
     host_5 = placeholder()                   # group 5's host buffer
     ...
-    cfcompile.prefetch_(slot_5, [slot_3, slot_4], host_5, src, dst, n, event=5)  # `prefetch_depth` groups ahead
+    cfcompile.prefetch_(slot_5, [slot_3, slot_4], [mm_7, ...], host_5, src, dst, n, event=5)  # ahead
     cfcompile.wait_(slot_3, event=3)                                             # group 3's chunks have landed
     w_q' = aten.as_strided(slot_3, w_q.shape, w_q.stride(), offset_in_group)
     mm = aten.mm(x, aten.permute(w_q', [1, 0]))
 
 Resident weights become ``as_strided`` views of their group's resident slot, placed right after the placeholders.
 Each group has its own slot input so that identical blocks compile to identical kernels (a view's offset is baked
-into the kernel). Slots of different groups may share arena bytes; the ops declare every slot whose order matters
-as mutated ("fences"), so Inductor keeps: earlier reads of overwritten bytes -> prefetch -> the wait at its issue
-point -> wait -> reads. `check_arena_lifetimes` proves no prefetch overwrites bytes a pending read still needs.
+into the kernel). Slots of different groups may share arena bytes. A prefetch takes the outputs of every node that
+reads the bytes it overwrites (``[mm_7, ...]``) as inputs, so Inductor computes those reads first; it declares the
+previous prefetch's slot and the slot whose wait is its issue point as mutated ("fences"), so copies keep plan order
+and stay ahead of that wait; a wait mutates its slot, so reads follow it. `check_arena_lifetimes` proves no prefetch overwrites bytes a pending read still needs.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import operator
 from pathlib import Path
 
 import torch
@@ -86,7 +88,11 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         if ph.users:
             reads.setdefault(w.group, []).append((w, ph, min(ph.users, key=pos.get), max(ph.users, key=pos.get)))
     first_user = {k: min((r[2] for r in rs), key=pos.get) for k, rs in reads.items()}
-    last_user = {k: max((r[3] for r in rs), key=pos.get) for k, rs in reads.items()}
+    # The nodes that really read a group's bytes (through chains of views), as tensors: a prefetch that overwrites
+    # the group takes them as inputs, so Inductor computes every read first (it may otherwise sink an unrealized
+    # read, e.g. a bias add, past the prefetch into a later fused kernel).
+    done_with = {k: _readers([r[1] for r in rs]) for k, rs in reads.items()}
+    last_user = {k: max(nodes, key=pos.get) for k, nodes in done_with.items()}
     start = next(n for n in graph.nodes if n.op != "placeholder")
 
     # The node each streamed group's prefetch goes in front of.
@@ -127,14 +133,20 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
     rank = {j: i for i, j in enumerate(issue_order)}
 
     def fences(j: int) -> list[fx.Node]:
-        """Slots whose order prefetch j keeps: those it overwrites, the previous prefetch's, its issue point's."""
+        """Slots whose order prefetch j keeps: the previous prefetch's and its issue point's."""
         g = streamed[j]
-        ks = {k for k in issue_order[:rank[j]] if _overlap(streamed[k], g)}
+        ks = set()
         if rank[j]:
             ks.add(issue_order[rank[j] - 1])
         if g.issue_before in issue_at and g.issue_before != j:
             ks.add(g.issue_before)
         return [placeholders[layout.slots[k]] for k in sorted(ks)]
+
+    def after(j: int) -> list[fx.Node]:
+        """Reads of every group whose bytes prefetch j overwrites."""
+        g = streamed[j]
+        ks = [k for k in issue_order[:rank[j]] if _overlap(streamed[k], g)]
+        return [n for k in ks for n in done_with[streamed[k].key]]
 
     ops_before: dict[fx.Node, list] = {}
     for j in issue_order:
@@ -162,7 +174,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                     item = slot.meta["val"].element_size()
                     base = g.stream_range[0]
                     n = node(torch.ops.cfcompile.prefetch_.default, (
-                        slot, fences(j), placeholders[layout.hosts[j]],
+                        slot, fences(j), after(j), placeholders[layout.hosts[j]],
                         [c.src_offset // item for c in g.copies], [(c.src_offset - base) // item for c in g.copies],
                         [c.nbytes // item for c in g.copies], j, overlap))
                 else:
@@ -192,6 +204,33 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
              sum(1 for r in schedule if r["op"] == "wait"), format_bytes(plan.streamed_bytes),
              format_bytes(plan.total_arena_bytes), format_bytes(plan.total_resident_bytes))
     return schedule
+
+
+def clobbers(plan: Plan) -> dict[int, list[int]]:
+    """For each streamed group j, the earlier streamed groups whose arena bytes its prefetch overwrites."""
+    st = plan.streamed
+    return {j: [k for k in range(j) if _overlap(st[k], st[j])] for j in range(len(st))}
+
+
+def _is_view(n: fx.Node) -> bool:
+    t = n.target
+    return n.op == "call_function" and (t is operator.getitem or getattr(t, "is_view", False))
+
+
+def _readers(weights: list[fx.Node]) -> list[fx.Node]:
+    """Tensor-valued nodes that read ``weights``, following view ops and unpacking multi-output readers."""
+    out: dict[fx.Node, None] = {}
+    todo = list(weights)
+    while todo:
+        for u in todo.pop().users:
+            if _is_view(u):
+                todo.append(u)
+            elif isinstance(u.meta.get("val"), torch.Tensor):
+                out[u] = None
+            else:  # e.g. native_layer_norm -> (out, mean, rstd): its getitems hold the values
+                out.update((g, None) for g in u.users
+                           if g.target is operator.getitem and isinstance(g.meta.get("val"), torch.Tensor))
+    return list(out)
 
 
 def _overlap(a, b) -> bool:

@@ -1,8 +1,9 @@
 """Check the order the plan asked for in Inductor's generated Python wrapper code.
 
 Each streamed slot is a graph input ``argN_1``. In the generated ``call()`` the slot's prefetch must come first,
-then its wait, and only then any other line that reads it (a kernel call or a ``reinterpret_tensor`` of it). The
-fence arguments of other prefetches are not reads.
+then its wait, and only then any other line that reads it (a kernel call or a ``reinterpret_tensor`` of it); and no
+line may read it after the prefetch of a slot that overwrites its bytes. The fence arguments of prefetches are not
+reads.
 """
 
 from __future__ import annotations
@@ -10,11 +11,23 @@ from __future__ import annotations
 import re
 
 
-def check_generated_order(code: str, n_inputs: int, slot_inputs: list[int]) -> list[str]:
-    """Return the violations found in ``code`` (empty when the order holds)."""
-    body = code[code.index("def call(self, args):"):]
-    lines = body.splitlines()
+def check_generated_order(code: str, slot_inputs: list[int],
+                          clobbers: dict[int, list[int]] | None = None) -> list[str]:
+    """Violations found in ``code`` (empty when the order holds); ``clobbers[j]`` = slots prefetch j overwrites."""
+    lines = code[code.index("def call(self, args):"):].splitlines()
+    indent = len(code[:code.index("def call(self, args):")].rsplit("\n", 1)[-1])
+    end = next((i for i, l in enumerate(lines[1:], 1) if l.strip() and len(l) - len(l.lstrip()) <= indent),
+               len(lines))
+    lines = lines[:end]
     errors = []
+    overwritten_at: dict[int, int] = {}  # slot index -> first line of a prefetch that overwrites it
+    for j, ks in (clobbers or {}).items():
+        name = f"arg{slot_inputs[j]}_1"
+        line = next((i for i, l in enumerate(lines)
+                     if l.strip().startswith(f"torch.ops.cfcompile.prefetch_.default({name},")), None)
+        for k in ks:
+            if line is not None:
+                overwritten_at[k] = min(overwritten_at.get(k, line), line)
     for j, idx in enumerate(slot_inputs):
         name = f"arg{idx}_1"
         word = re.compile(rf"\b{name}\b")
@@ -38,4 +51,7 @@ def check_generated_order(code: str, n_inputs: int, slot_inputs: list[int]) -> l
                 continue
             if wait is None:
                 errors.append(f"slot {j} ({name}): read before its wait at line {i}: {stripped[:120]}")
+            if j in overwritten_at and i > overwritten_at[j]:
+                errors.append(f"slot {j} ({name}): read at line {i} after a prefetch overwrote it at line "
+                              f"{overwritten_at[j]}: {stripped[:120]}")
     return errors
