@@ -11,17 +11,19 @@ After::
     slot_3 = placeholder()                   # group 3's region of the arena (extra inputs added by the backend)
     host_5 = placeholder()                   # group 5's host buffer
     ...
-    cfcompile.prefetch_(slot_5, [slot_3, slot_4], [mm_7, ...], host_5, src, dst, n, event=5)  # ahead
+    cfcompile.release_(slot_1, [mm_2, add_5, ...])                               # block 1's reads are done
+    cfcompile.prefetch_(slot_5, [slot_1, slot_4], host_5, src, dst, n, event=5)  # `prefetch_depth` groups ahead
     cfcompile.wait_(slot_3, event=3)                                             # group 3's chunks have landed
     w_q' = aten.as_strided(slot_3, w_q.shape, w_q.stride(), offset_in_group)
     mm = aten.mm(x, aten.permute(w_q', [1, 0]))
 
 Resident weights become ``as_strided`` views of their group's resident slot, placed right after the placeholders.
 Each group has its own slot input so that identical blocks compile to identical kernels (a view's offset is baked
-into the kernel). Slots of different groups may share arena bytes. A prefetch takes the outputs of every node that
-reads the bytes it overwrites (``[mm_7, ...]``) as inputs, so Inductor computes those reads first; it declares the
-previous prefetch's slot and the slot whose wait is its issue point as mutated ("fences"), so copies keep plan order
-and stay ahead of that wait; a wait mutates its slot, so reads follow it. `check_arena_lifetimes` proves no prefetch overwrites bytes a pending read still needs.
+into the kernel). Slots of different groups may share arena bytes. After the last read of a group whose bytes a later
+prefetch overwrites, ``release_`` takes every reader's output as an input (so Inductor has run them all) and mutates
+the slot. A prefetch declares as mutated ("fences") the slots it overwrites (so it follows their release), the
+previous prefetch's slot (copies keep plan order) and the slot whose wait is its issue point (it stays ahead of that
+wait); a wait mutates its slot, so reads follow it. `check_arena_lifetimes` proves no prefetch overwrites bytes a pending read still needs.
 """
 
 from __future__ import annotations
@@ -88,9 +90,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         if ph.users:
             reads.setdefault(w.group, []).append((w, ph, min(ph.users, key=pos.get), max(ph.users, key=pos.get)))
     first_user = {k: min((r[2] for r in rs), key=pos.get) for k, rs in reads.items()}
-    # The nodes that really read a group's bytes (through chains of views), as tensors: a prefetch that overwrites
-    # the group takes them as inputs, so Inductor computes every read first (it may otherwise sink an unrealized
-    # read, e.g. a bias add, past the prefetch into a later fused kernel).
+    # The nodes that really read a group's bytes (through chains of views), as tensors: the group's release_ takes
+    # them as inputs, so Inductor computes every read before a prefetch that overwrites the group.
     done_with = {k: _readers([r[1] for r in rs]) for k, rs in reads.items()}
     last_user = {k: max(nodes, key=pos.get) for k, nodes in done_with.items()}
     start = next(n for n in graph.nodes if n.op != "placeholder")
@@ -133,20 +134,14 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
     rank = {j: i for i, j in enumerate(issue_order)}
 
     def fences(j: int) -> list[fx.Node]:
-        """Slots whose order prefetch j keeps: the previous prefetch's and its issue point's."""
+        """Slots whose order prefetch j keeps: those it overwrites, the previous prefetch's, its issue point's."""
         g = streamed[j]
-        ks = set()
+        ks = {k for k in issue_order[:rank[j]] if _overlap(streamed[k], g)}
         if rank[j]:
             ks.add(issue_order[rank[j] - 1])
         if g.issue_before in issue_at and g.issue_before != j:
             ks.add(g.issue_before)
         return [placeholders[layout.slots[k]] for k in sorted(ks)]
-
-    def after(j: int) -> list[fx.Node]:
-        """Reads of every group whose bytes prefetch j overwrites."""
-        g = streamed[j]
-        ks = [k for k in issue_order[:rank[j]] if _overlap(streamed[k], g)]
-        return [n for k in ks for n in done_with[streamed[k].key]]
 
     ops_before: dict[fx.Node, list] = {}
     for j in issue_order:
@@ -174,7 +169,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                     item = slot.meta["val"].element_size()
                     base = g.stream_range[0]
                     n = node(torch.ops.cfcompile.prefetch_.default, (
-                        slot, fences(j), after(j), placeholders[layout.hosts[j]],
+                        slot, fences(j), placeholders[layout.hosts[j]],
                         [c.src_offset // item for c in g.copies], [(c.src_offset - base) // item for c in g.copies],
                         [c.nbytes // item for c in g.copies], j, overlap))
                 else:
@@ -184,6 +179,13 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                             ph.replace_all_uses_with(view(w, ph, slot, g.stream_range[0]))
                             replaced += 1
                 schedule.append(dict(node=n.name, **row))
+    # A release after the last read of each streamed group that a later prefetch overwrites.
+    overwritten = {k for j in issue_at for k in issue_order[:rank[j]] if _overlap(streamed[k], streamed[j])}
+    for k in sorted(overwritten):
+        g = streamed[k]
+        with graph.inserting_after(last_user[g.key]):
+            n = node(torch.ops.cfcompile.release_.default, (placeholders[layout.slots[k]], done_with[g.key]))
+        schedule.append(dict(node=n.name, op="release", group=g.key, chunks=[], bytes=0))
     graph.lint()
 
     # Reads of each group, for the schedule table.

@@ -1,6 +1,6 @@
 """The two custom ops the chunkflow pass inserts, and the copy stream they share.
 
-``cfcompile::prefetch_(slot, fences, after, src, src_offsets, dst_offsets, numels, event)``
+``cfcompile::prefetch_(slot, fences, src, src_offsets, dst_offsets, numels, event)``
     Copy ``src[so:so+n] -> slot[do:do+n]`` for each chunk. On CUDA the copies go on the device's copy stream,
     which first waits for everything issued so far on the current stream (the arena bytes being overwritten were
     read by that work), and then records ``event``. On the CPU the copies are synchronous.
@@ -10,10 +10,15 @@ With ``overlap=False`` (option ``overlap_copies=False``) copies run in order on 
 nothing: slower, and a way to rule the copy stream out when debugging.
 
 A *slot* is one group's region of the arena, a graph input of its own (so identical blocks compile to identical
-kernels). Both ops declare their slot as mutated, so Inductor orders wait -> reads. ``after`` are the outputs of
-every node that reads the bytes this copy overwrites: plain inputs, so Inductor has run those reads before the
-prefetch. ``fences`` are slots declared mutated although nothing is written to them: the previous prefetch's slot
-(copies stay in plan order) and the slot whose wait marks the issue point (the prefetch stays ahead of it). Slots are graph inputs, so Inductor never
+kernels). Both ops declare their slot as mutated, so Inductor orders wait -> reads. ``fences`` are slots declared
+mutated although nothing is written to them: the slots whose bytes this copy overwrites (it follows their
+``release_``), the previous prefetch's slot (copies stay in plan order) and the slot whose wait marks the issue point
+(the prefetch stays ahead of it).
+``cfcompile::release_(slot, readers)``
+    Does nothing at run time. It takes the outputs of every node that reads the slot as inputs, so Inductor has run
+    all of them (it may otherwise sink an unrealized read, e.g. a bias add, into a later fused kernel), and it
+    declares the slot mutated, so a prefetch that fences the slot comes after it. It sits right after the last read,
+    so the readers' outputs are not kept alive until the prefetch. Slots are graph inputs, so Inductor never
 reuses their memory. Events are keyed by (slot pointer, event id): state keyed by what the compiled code was given,
 so an FX-graph-cache hit in a fresh process works.
 """
@@ -44,9 +49,8 @@ def _event(slot: torch.Tensor, event: int) -> torch.cuda.Event:
 
 
 @torch.library.custom_op("cfcompile::prefetch_", mutates_args=("slot", "fences"))
-def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], after: list[torch.Tensor], src: torch.Tensor,
-              src_offsets: list[int], dst_offsets: list[int], numels: list[int], event: int,
-              overlap: bool = True) -> None:
+def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor, src_offsets: list[int],
+              dst_offsets: list[int], numels: list[int], event: int, overlap: bool = True) -> None:
     if slot.device.type == "cuda" and overlap:
         stream = copy_stream(slot.device)
         stream.wait_stream(torch.cuda.current_stream(slot.device))
@@ -60,7 +64,17 @@ def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], after: list[torch.
 
 
 @prefetch_.register_fake
-def _(slot, fences, after, src, src_offsets, dst_offsets, numels, event, overlap=True) -> None:
+def _(slot, fences, src, src_offsets, dst_offsets, numels, event, overlap=True) -> None:
+    return None
+
+
+@torch.library.custom_op("cfcompile::release_", mutates_args=("slot",))
+def release_(slot: torch.Tensor, readers: list[torch.Tensor]) -> None:
+    return None
+
+
+@release_.register_fake
+def _(slot, readers) -> None:
     return None
 
 
