@@ -190,15 +190,15 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
 
     # Reads of each group, for the schedule table.
     for k in reads:
-        schedule.append(dict(node=first_user[k].name, op="first read", group=k, chunks=[], bytes=0))
-        schedule.append(dict(node=last_user[k].name, op="last read", group=k, chunks=[], bytes=0))
+        schedule.append(dict(node=first_user[k].name, op="first-read", group=k, chunks=[], bytes=0))
+        schedule.append(dict(node=last_user[k].name, op="last-read", group=k, chunks=[], bytes=0))
     order = {n.name: i for i, n in enumerate(graph.nodes)}
-    schedule.sort(key=lambda r: (order[r["node"]], r["op"] != "last read"))
+    schedule.sort(key=lambda r: (order[r["node"]], r["op"] != "last-read"))
     in_use = 0
     for row in schedule:
         if row["op"] == "prefetch":
             in_use += row["bytes"]
-        elif row["op"] == "last read" and row["group"] in index_of:
+        elif row["op"] == "last-read" and row["group"] in index_of:
             in_use -= streamed[index_of[row["group"]]].streamed_bytes
         row["arena_in_use"] = in_use
     log.info("chunkflow: rewrote %d weight reads in %d groups: %d prefetch + %d wait ops, %s streamed per call, "

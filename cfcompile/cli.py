@@ -1,0 +1,154 @@
+"""``cfcompile demo``: offload a Flux-architecture DiT, compile it with chunkflow, check it, print what it did.
+
+    cfcompile demo                       # reduced Flux, random weights, on the GPU if there is one, else the CPU
+    cfcompile demo --model flux          # the full-size Flux.1 transformer (12B, bf16; needs a GPU)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+from tabulate import tabulate
+
+from .config import format_bytes
+
+# A reduced Flux.1: same block types and dataflow, a few blocks, small widths (compiles in seconds on a CPU).
+SMALL_FLUX = dict(patch_size=1, in_channels=16, num_layers=2, num_single_layers=4, attention_head_dim=32,
+                  num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=32, guidance_embeds=True,
+                  axes_dims_rope=(8, 12, 12))
+
+
+def _flux_inputs(config, image_tokens: int, text_tokens: int, device, dtype) -> dict:
+    g = torch.Generator().manual_seed(0)
+    side = int(image_tokens ** 0.5)
+    ids = torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(side).float(),
+                                     torch.arange(image_tokens // side).float(), indexing="ij"), -1).reshape(-1, 3)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).to(device, dtype)
+
+    return dict(hidden_states=rand(1, image_tokens, config.in_channels),
+                encoder_hidden_states=rand(1, text_tokens, config.joint_attention_dim),
+                pooled_projections=rand(1, config.pooled_projection_dim),
+                timestep=torch.tensor([0.5], device=device, dtype=dtype), img_ids=ids.to(device, dtype),
+                txt_ids=torch.zeros(text_tokens, 3, device=device, dtype=dtype),
+                guidance=torch.tensor([3.5], device=device, dtype=dtype), return_dict=False)
+
+
+def _timed(fn, steps: int, device: torch.device) -> tuple[torch.Tensor, float]:
+    times, out = [], None
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return out, statistics.median(times) * 1e3
+
+
+def demo(args: argparse.Namespace) -> int:
+    try:
+        from diffusers import FluxTransformer2DModel
+    except ImportError:
+        print("cfcompile demo needs diffusers: pip install 'cfcompile[diffusers]'", file=sys.stderr)
+        return 2
+    import cfcompile
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    full = args.model == "flux"
+    if full and device.type != "cuda":
+        print("--model flux is the 12B Flux.1 transformer: it needs a GPU; use --model small on the CPU",
+              file=sys.stderr)
+        return 2
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    image_tokens, text_tokens = (args.tokens or (4096 if full else 256)), (512 if full else 32)
+    torch.manual_seed(0)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device if full else "cpu"):
+            model = FluxTransformer2DModel(guidance_embeds=True) if full else FluxTransformer2DModel(**SMALL_FLUX)
+    finally:
+        torch.set_default_dtype(old)
+    model = model.eval().requires_grad_(False).to(device)
+    inputs = _flux_inputs(model.config, image_tokens, text_tokens, device, dtype)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    dump = args.dump or tempfile.mkdtemp(prefix="cfcompile-dump-")
+    print(f"Flux {'full size' if full else 'reduced'}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
+          f"parameters ({format_bytes(weight_bytes)}, {dtype}) on {device}; {image_tokens} image + {text_tokens} text "
+          f"tokens", flush=True)
+
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        reference = torch.compile(model, backend="inductor")
+        ref, ref_ms = _timed(lambda: reference(**inputs), args.steps, device)
+        print(f"compiled without offloading in {time.perf_counter() - t0:.1f} s", flush=True)
+        del reference
+        torch._dynamo.reset()
+
+        store = cfcompile.offload(model, device=device)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        options = {"resident_fraction": args.resident_fraction, "dump": dump}
+        if args.chunk_size:
+            options["chunk_size"] = args.chunk_size
+        elif not full:
+            options["chunk_size"] = "64KiB"  # several chunks per block at this toy size
+        t0 = time.perf_counter()
+        fast = torch.compile(model, backend="chunkflow", options=options)
+        out, step_ms = _timed(lambda: fast(**inputs), args.steps + 1, device)
+        compile_s = time.perf_counter() - t0
+        from .backend import compiled_graphs
+
+        plan = compiled_graphs()[-1].chunkflow_plan
+        peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
+
+    tol = dict(atol=3e-2, rtol=3e-2) if dtype == torch.bfloat16 else dict(atol=1e-4, rtol=1e-4)
+    err = (out.float() - ref.float()).abs().max().item()
+    ok = torch.allclose(out.float(), ref.float(), **tol)
+    rows = [
+        ("output vs. Inductor without offloading", f"max abs diff {err:.3g} ({'OK' if ok else 'MISMATCH'})"),
+        ("step time, chunkflow (median)", f"{step_ms:.1f} ms"),
+        ("step time, Inductor without offloading", f"{ref_ms:.1f} ms"),
+        ("compile + first steps", f"{compile_s:.1f} s"),
+        ("peak device memory", format_bytes(peak) if peak is not None else "n/a on the CPU"),
+        ("weights in host memory", f"{format_bytes(store.host_bytes)} ({format_bytes(store.pinned_bytes)} pinned)"),
+        ("chunks (resident)", f"{len(plan.chunks)} ({sum(c.resident for c in plan.chunks)}) of "
+                              f"{format_bytes(plan.chunk_size)}"),
+        ("streamed per step", format_bytes(plan.streamed_bytes)),
+        ("arena on the device", format_bytes(plan.total_arena_bytes)),
+        ("resident on the device", format_bytes(plan.total_resident_bytes)),
+        ("dump", compiled_graphs()[-1].chunkflow_dump_dir),
+    ]
+    print(tabulate(rows, tablefmt="simple"))
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cfcompile", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="offload, compile and check a Flux-architecture DiT")
+    d.add_argument("--model", choices=("small", "flux"), default="small",
+                   help="small: a reduced Flux with random weights (CPU friendly); flux: full-size Flux.1 (GPU)")
+    d.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    d.add_argument("--resident-fraction", type=float, default=0.25)
+    d.add_argument("--chunk-size", help="e.g. 16MiB (default: 64KiB for small, 16MiB for flux)")
+    d.add_argument("--tokens", type=int, help="image tokens (default 256 small, 4096 flux)")
+    d.add_argument("--steps", type=int, default=3)
+    d.add_argument("--dump", help="dump directory (default: a new temporary directory)")
+    args = p.parse_args(argv)
+    if args.command == "demo":
+        return demo(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+import json
+import logging
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+import torch
+from torch._inductor.utils import run_and_get_code
+from torch.testing import FileCheck
+
+import cfcompile
+from cfcompile.backend import compiled_graphs
+from cfcompile.passes.rewrite import clobbers
+from cfcompile.passes.verify import check_generated_order
+from toy import toy
+
+
+def compile_toy(options=None, **kw):
+    m, x = toy(**kw)
+    with torch.no_grad():
+        eager = m(x)
+        inductor = torch.compile(m, backend="inductor")(x)
+    torch._dynamo.reset()
+    cfcompile.offload(m, "cpu")
+    fn = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, **(options or {})})
+    with torch.no_grad():
+        out, code = run_and_get_code(fn, x)
+    return m, x, fn, out, code[0], eager, inductor
+
+
+def test_registered_as_entry_point():
+    assert "chunkflow" in torch._dynamo.list_backends()
+    eps = [e for e in entry_points(group="torch_dynamo_backends") if e.name == "chunkflow"]
+    assert eps and eps[0].value == "cfcompile.backend:chunkflow"
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"resident_fraction": 0.5}, {"resident_fraction": 1.0}, {"prefetch_depth": 0}, {"prefetch_depth": 3},
+    {"chunk_size": "1MiB"}, {"chunk_size": 256, "resident_fraction": 0.3}])
+def test_matches_eager_and_inductor(options):
+    m, x, fn, out, code, eager, inductor = compile_toy(options)
+    torch.testing.assert_close(out, eager)
+    # The same kernels as plain Inductor, but the pass changes fusion boundaries a little (weights read after a
+    # wait, readers realized before a release, no reorder_for_locality), so fp32 sums may round differently.
+    torch.testing.assert_close(out, inductor)
+    g = compiled_graphs()[-1]
+    assert check_generated_order(code, list(g.chunkflow_layout.slots), clobbers(g.chunkflow_plan)) == []
+    with torch.no_grad():
+        assert torch.equal(fn(x), out)  # steady state: same result on every call
+
+
+def test_generated_code_keeps_prefetch_wait_read_order():
+    *_, code, _, _ = compile_toy()
+    g = compiled_graphs()[-1]
+    slot = lambda j: f"arg{g.chunkflow_layout.slots[j]}_1"  # noqa: E731
+    # block 1 (slot 2) is prefetched before block 0 (slot 1) is waited for and read: the copy hides behind it
+    (FileCheck().check(f"cfcompile.prefetch_.default({slot(1)},").check(f"cfcompile.prefetch_.default({slot(2)},")
+     .check(f"cfcompile.wait_.default({slot(1)},").check(f"reinterpret_tensor({slot(1)}")
+     .check(f"cfcompile.wait_.default({slot(2)},").check(f"reinterpret_tensor({slot(2)}").run(code))
+    # block 2 reuses block 0's bytes: its prefetch comes after the release of block 0
+    assert 1 in clobbers(g.chunkflow_plan)[3]
+    FileCheck().check(f"cfcompile.release_.default({slot(1)},").check(
+        f"cfcompile.prefetch_.default({slot(3)},").run(code)
+
+
+def test_schedule_and_plan_in_dump(tmp_path):
+    compile_toy({"dump": str(tmp_path), "resident_fraction": 0.25})
+    d = Path(compiled_graphs()[-1].chunkflow_dump_dir)
+    plan = json.loads((d / "plan.json").read_text())
+    assert plan["summary"]["chunks"] == len(plan["chunks"]) > 6
+    assert 0 < plan["summary"]["resident_chunks"] < plan["summary"]["chunks"]
+    assert {"arena_bytes", "resident_bytes", "host_bytes", "streamed_bytes_per_call"} <= set(plan["summary"])
+    table = (d / "schedule.txt").read_text()
+    for column in ("node", "block", "chunks issued", "chunks waited", "arena bytes in use"):
+        assert column in table
+    graph = (d / "scheduled_graph.py").read_text()
+    assert graph.count("cfcompile.wait_") == len([g for g in plan["groups"] if g["stream_range"][1]])
+    # every group: prefetch before wait before first read, in the table
+    rows = [line.split() for line in table.splitlines()[2:]]
+    for grp in {r[2] for r in rows if r[1] == "wait"}:
+        ops = [r[1] for r in rows if r[2] == grp]
+        assert ops.index("prefetch") < ops.index("wait") < ops.index("first-read")
+
+
+def test_resident_fraction_moves_bytes_from_arena_to_resident():
+    sizes = {}
+    for f in (0.0, 0.5, 1.0):
+        compile_toy({"resident_fraction": f})
+        p = compiled_graphs()[-1].chunkflow_plan
+        sizes[f] = (p.total_arena_bytes, p.total_resident_bytes, p.streamed_bytes)
+        torch._dynamo.reset()
+    assert sizes[0.0][1] == 0 and sizes[1.0][0] == 0 and sizes[1.0][2] == 0
+    assert sizes[0.0][0] > sizes[0.5][0] > 0 and 0 < sizes[0.5][1] < sizes[1.0][1]
+
+
+def test_refuses_graphs_that_need_gradients():
+    m, x = toy()
+    cfcompile.offload(m, "cpu")
+    fn = torch.compile(m, backend="chunkflow")
+    with pytest.raises(Exception, match="inference backend: call the compiled model under torch.no_grad"):
+        fn(x)
+
+
+def test_graph_without_offloaded_weights_is_plain_inductor():
+    m, x = toy()
+    with torch.no_grad():
+        out = torch.compile(m, backend="chunkflow")(x)
+        torch.testing.assert_close(out, m(x))
+    assert not compiled_graphs() or compiled_graphs()[-1].chunkflow_plan is not None
+
+
+def test_bad_options_fail_at_compile_with_the_key():
+    m, x = toy()
+    cfcompile.offload(m, "cpu")
+    with pytest.raises(Exception, match="unknown chunkflow option"):
+        with torch.no_grad():
+            torch.compile(m, backend="chunkflow", options={"chunk": 1})(x)
+    with pytest.raises(ValueError, match="resident_fraction"):
+        cfcompile.compile(m, resident_fraction=2)
+
+
+def test_logs_a_summary(caplog):
+    with caplog.at_level(logging.INFO, logger="cfcompile"):
+        compile_toy()
+    # the backend's line (the pass's own "rewrote ..." line is skipped on an FX-graph-cache hit)
+    assert any("compiled a graph with" in r.getMessage() and "arena" in r.getMessage() for r in caplog.records)
+    assert any(r.name.startswith("cfcompile") for r in caplog.records)
+
+
+def test_cfcompile_compile_helper():
+    m, x = toy()
+    with torch.no_grad():
+        ref = m(x)
+        cfcompile.offload(m, "cpu")
+        torch.testing.assert_close(cfcompile.compile(m, chunk_size="4KiB", resident_fraction=0.5)(x), ref)
+    assert compiled_graphs()[-1].chunkflow_plan.resident_fraction == 0.5

@@ -1,0 +1,39 @@
+"""A toy diffusion-transformer-shaped model: embed, a ModuleList of blocks, a head. Compiles in seconds."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Block(nn.Module):
+    def __init__(self, d: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ff1 = nn.Linear(d, 4 * d)
+        self.ff2 = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        q, k, v = self.qkv(self.norm(x)).chunk(3, -1)
+        x = x + self.proj(F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0])
+        return x + self.ff2(F.gelu(self.ff1(x)))
+
+
+class ToyDiT(nn.Module):
+    def __init__(self, d: int = 64, blocks: int = 4, channels: int = 16):
+        super().__init__()
+        self.embed = nn.Linear(channels, d)
+        self.blocks = nn.ModuleList(Block(d) for _ in range(blocks))
+        self.head = nn.Linear(d, channels)
+
+    def forward(self, x):
+        x = self.embed(x)
+        for b in self.blocks:
+            x = b(x)
+        return self.head(x)
+
+
+def toy(**kw) -> tuple[ToyDiT, torch.Tensor]:
+    torch.manual_seed(0)
+    return ToyDiT(**kw).eval(), torch.randn(2, 32, kw.get("channels", 16))
