@@ -1,0 +1,21 @@
+import pytest
+
+from cfcompile.cli import main
+
+
+@pytest.mark.timeout(600)
+def test_demo_runs_and_checks_its_output(tmp_path, capsys):
+    assert main(["demo", "--steps", "1", "--dump", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(OK)" in out and "arena on the device" in out and str(tmp_path) in out
+    assert (tmp_path / "graph_000" / "plan.json").exists()
+    assert (tmp_path / "graph_000" / "schedule.txt").exists()
+
+
+def test_full_size_flux_needs_a_gpu(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["demo", "--model", "flux", "--device", "cpu"]) == 2
+    assert "needs a GPU" in capsys.readouterr().err
