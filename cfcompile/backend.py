@@ -14,6 +14,7 @@ A graph that reads no offloaded weight is compiled by plain Inductor (with the u
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any, Callable, Sequence
 
 import torch
@@ -99,13 +100,15 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     run.chunkflow_runtime = rt  # type: ignore[attr-defined]
     run.chunkflow_dump_dir = dump_dir  # type: ignore[attr-defined]
     run.chunkflow_layout = layout  # type: ignore[attr-defined]
-    _last_compiled.append(run)
+    _compiled.append(weakref.ref(run))
     return run
 
 
-_last_compiled: list = []
+_compiled: list[weakref.ref] = []  # weak: a graph Dynamo has dropped frees its arena
 
 
 def compiled_graphs() -> list:
-    """The chunkflow graphs compiled in this process (newest last): ``.chunkflow_plan``, ``.chunkflow_runtime``."""
-    return list(_last_compiled)
+    """The live chunkflow graphs of this process, oldest first: ``.chunkflow_plan``, ``.chunkflow_runtime``,
+    ``.chunkflow_layout``, ``.chunkflow_dump_dir``."""
+    _compiled[:] = [r for r in _compiled if r() is not None]
+    return [r() for r in _compiled]

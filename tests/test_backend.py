@@ -101,12 +101,24 @@ def test_refuses_graphs_that_need_gradients():
         fn(x)
 
 
-def test_graph_without_offloaded_weights_is_plain_inductor():
+def test_graph_without_offloaded_weights_is_plain_inductor(caplog):
     m, x = toy()
-    with torch.no_grad():
+    before = len(compiled_graphs())
+    with caplog.at_level(logging.INFO, logger="cfcompile"), torch.no_grad():
         out = torch.compile(m, backend="chunkflow")(x)
         torch.testing.assert_close(out, m(x))
-    assert not compiled_graphs() or compiled_graphs()[-1].chunkflow_plan is not None
+    assert len(compiled_graphs()) == before
+    assert any("reads no offloaded weight" in r.getMessage() for r in caplog.records)
+
+
+def test_arena_is_freed_with_the_graph():
+    compile_toy()
+    assert compiled_graphs()
+    torch._dynamo.reset()
+    import gc
+
+    gc.collect()
+    assert compiled_graphs() == []
 
 
 def test_bad_options_fail_at_compile_with_the_key():

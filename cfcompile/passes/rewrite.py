@@ -61,10 +61,6 @@ class InputLayout:
         resident = [g.key for g in plan.groups if g.resident_bytes]
         return InputLayout(slots, hosts, {k: first + 2 * n + i for i, k in enumerate(resident)})
 
-    @property
-    def count(self) -> int:
-        return len(self.slots) + len(self.hosts) + len(self.residents)
-
 
 class ArenaLifetimeError(RuntimeError):
     pass
