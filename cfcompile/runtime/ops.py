@@ -41,8 +41,6 @@ def copy_stream(device: torch.device) -> torch.cuda.Stream:
 
 
 def _event(slot: torch.Tensor, event: int) -> torch.cuda.Event:
-    """A reusable event per (slot, id): no event is created in the steady state. Ids >= 0 mark copies done;
-    ``-1 - id`` marks the compute stream's progress at the prefetch (the bytes it overwrites are free)."""
     key = (slot.data_ptr(), event)
     ev = _events.get(key)
     if ev is None:
@@ -55,9 +53,7 @@ def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor,
               dst_offsets: list[int], numels: list[int], event: int, overlap: bool = True) -> None:
     if slot.device.type == "cuda" and overlap:
         stream = copy_stream(slot.device)
-        free = _event(slot, -1 - event)
-        free.record(torch.cuda.current_stream(slot.device))
-        stream.wait_event(free)
+        stream.wait_stream(torch.cuda.current_stream(slot.device))
         with torch.cuda.stream(stream):
             for so, do, n in zip(src_offsets, dst_offsets, numels):
                 slot[do:do + n].copy_(src[so:so + n], non_blocking=True)
