@@ -84,11 +84,11 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
             raise AssertionError(f"chunkflow: graph input {w.input_index} is {val!r}, the plan expected a weight of "
                                  f"shape {w.shape}; the post-grad graph's inputs do not match the Dynamo graph's")
         if ph.users:
-            reads.setdefault(w.group, []).append((w, ph, min(ph.users, key=pos.get), max(ph.users, key=pos.get)))
-    first_user = {k: min((r[2] for r in rs), key=pos.get) for k, rs in reads.items()}
+            reads.setdefault(w.group, []).append((w, ph))
+    first_user = {k: min((u for _, ph in rs for u in ph.users), key=pos.get) for k, rs in reads.items()}
     # The nodes that really read a group's bytes (through chains of views), as tensors: the group's release_ takes
     # them as inputs, so Inductor computes every read before a prefetch that overwrites the group.
-    done_with = {k: _readers([r[1] for r in rs]) for k, rs in reads.items()}
+    done_with = {k: _readers([ph for _, ph in rs]) for k, rs in reads.items()}
     last_user = {k: max(nodes, key=pos.get) for k, nodes in done_with.items()}
     start = next(n for n in graph.nodes if n.op != "placeholder")
 
@@ -109,7 +109,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         if pos[issue_at[j]] > pos[first_user[g.key]]:
             raise ArenaLifetimeError(
                 f"chunkflow: group {g.key} is read while a group sharing its arena bytes is still live; the graph "
-                f"reads its weights in an order the plan did not expect. Try prefetch_depth=0 or report this graph.")
+                f"reads its weights in an order the plan did not expect; please report it with the dump "
+                f"(options={{'dump': DIR}}).")
     check_arena_lifetimes(plan, {j: pos[n] for j, n in issue_at.items()},
                           {j: pos[last_user[streamed[j].key]] for j in issue_at})
 
@@ -119,11 +120,11 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         return n
 
     def view(w, ph, slot: fx.Node, base: int) -> fx.Node:
-        slot_val = slot.meta["val"]  # a view into the arena: as_strided's offset counts from its storage start
+        slot_val = slot.meta["val"]  # as_strided's offset counts from the start of the slot's storage
         args = (slot, list(w.shape), list(w.stride),
                 slot_val.storage_offset() + (w.offset - base) // slot_val.element_size())
         with fake_mode:
-            fake = aten.as_strided.default(slot.meta["val"], *args[1:])
+            fake = aten.as_strided.default(slot_val, *args[1:])
         return node(aten.as_strided.default, args, fake)
 
     issue_order = sorted(issue_at, key=lambda j: (pos[issue_at[j]], j))
@@ -150,7 +151,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
     replaced = 0
     with graph.inserting_before(start):
         for k, rs in reads.items():
-            for w, ph, *_ in rs:
+            for w, ph in rs:
                 if w.location == "resident":
                     ph.replace_all_uses_with(view(w, ph, placeholders[layout.residents[k]],
                                                   groups[k].resident_range[0]))
@@ -170,7 +171,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                         [c.nbytes // item for c in g.copies], j, overlap))
                 else:
                     n = node(torch.ops.cfcompile.wait_.default, (slot, j, overlap))
-                    for w, ph, *_ in reads[g.key]:
+                    for w, ph in reads[g.key]:
                         if w.location == "arena":
                             ph.replace_all_uses_with(view(w, ph, slot, g.stream_range[0]))
                             replaced += 1
@@ -252,8 +253,8 @@ def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[
                 raise ArenaLifetimeError(
                     f"chunkflow: groups {ga.key} and {gb.key} share arena bytes but are live at the same time in "
                     f"the post-grad graph (issue {issue_pos[a]}..{last_pos[a]} vs {issue_pos[b]}..{last_pos[b]}); "
-                    f"the graph reads its weights in an order the plan did not expect. Try prefetch_depth=0 or "
-                    f"report this graph.")
+                    f"the graph reads its weights in an order the plan did not expect; please report it with the "
+                    f"dump (options={{'dump': DIR}}).")
 
 
 _SOURCES = tuple(str(p) for p in sorted(Path(__file__).parent.parent.rglob("*.py")))
