@@ -22,6 +22,7 @@ import torch.fx as fx
 
 from .runtime.arena import GraphRuntime
 from .config import ChunkFlowConfig, format_bytes
+from .costmodel import PROFILES, DeviceProfile, profile_for
 from .dump import new_dump_dir, write_plan
 from .passes.analysis import find_weight_reads
 from .passes.plan import make_plan
@@ -49,6 +50,16 @@ def _with_extra_inputs(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModu
     if hasattr(gm, "_param_name_to_source"):
         result._param_name_to_source = gm._param_name_to_source
     return result
+
+
+def _profile(device: torch.device) -> DeviceProfile | None:
+    """The built-in profile of ``device`` for the predictions in logs and dumps (None if unknown)."""
+    if device.type == "cpu":
+        return PROFILES["cpu"]
+    try:
+        return profile_for(torch.cuda.get_device_name(device))
+    except ValueError:
+        return None
 
 
 def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dict | None = None,
@@ -82,7 +93,7 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     if dump_dir:
         write_plan(dump_dir, plan)
         patches["fx_graph_cache"] = False  # the pass writes the scheduled graph, so it must run
-    patches["post_grad_custom_post_pass"] = ChunkflowPass(plan, layout, config, dump_dir)
+    patches["post_grad_custom_post_pass"] = ChunkflowPass(plan, layout, config, dump_dir, _profile(device))
 
     fake_mode = torch._guards.detect_fake_mode(example_inputs)
     extra = rt.inputs

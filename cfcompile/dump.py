@@ -35,17 +35,28 @@ def write_plan(dump_dir: str, plan: Plan) -> None:
 
 
 def schedule_table(schedule: list[dict]) -> str:
+    """The schedule as a table; wait rows carry the cost model's prediction when there is one."""
+    def predicted(r):
+        p = r.get("prediction")
+        if p is None:
+            return ("", "", "", "")
+        return (f"{p.copy_ms:.3f}", f"{p.cover_ms:.3f}", "yes" if p.hidden else "no", f"{p.stall_ms:.3f}")
+
     rows = [(r["node"], r["op"], r["group"], _ranges(r["chunks"]) if r["op"] == "prefetch" else "",
-             _ranges(r["chunks"]) if r["op"] == "wait" else "", format_bytes(r["arena_in_use"]))
+             _ranges(r["chunks"]) if r["op"] == "wait" else "", format_bytes(r["arena_in_use"]), *predicted(r))
             for r in schedule]
-    return tabulate(rows, headers=["node", "op", "block", "chunks issued", "chunks waited", "arena bytes in use"])
+    return tabulate(rows, headers=["node", "op", "block", "chunks issued", "chunks waited", "arena bytes in use",
+                                   "copy ms", "compute ms under it", "hidden?", "stall ms"])
 
 
-def write_scheduled(dump_dir: str, graph: fx.Graph, schedule: list[dict]) -> None:
+def write_scheduled(dump_dir: str, graph: fx.Graph, schedule: list[dict], prediction=None) -> None:
     with open(os.path.join(dump_dir, "scheduled_graph.py"), "w") as f:
         f.write(graph.python_code("self").src)
     with open(os.path.join(dump_dir, "schedule.txt"), "w") as f:
         f.write(schedule_table(schedule) + "\n")
+    if prediction is not None:
+        with open(os.path.join(dump_dir, "prediction.json"), "w") as f:
+            json.dump(prediction.to_json(), f, indent=1)
 
 
 def _ranges(ids: list[int]) -> str:

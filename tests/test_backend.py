@@ -71,8 +71,11 @@ def test_schedule_and_plan_in_dump(tmp_path):
     assert 0 < plan["summary"]["resident_chunks"] < plan["summary"]["chunks"]
     assert {"arena_bytes", "resident_bytes", "host_bytes", "streamed_bytes_per_call"} <= set(plan["summary"])
     table = (d / "schedule.txt").read_text()
-    for column in ("node", "block", "chunks issued", "chunks waited", "arena bytes in use"):
+    for column in ("node", "block", "chunks issued", "chunks waited", "arena bytes in use", "hidden?", "stall ms"):
         assert column in table
+    prediction = json.loads((d / "prediction.json").read_text())
+    assert prediction["profile"] == "cpu" and prediction["step_ms"] >= prediction["compute_ms"] > 0
+    assert len(prediction["groups"]) == len([g for g in plan["groups"] if g["stream_range"][1]])
     graph = (d / "scheduled_graph.py").read_text()
     assert graph.count("cfcompile.wait_") == len([g for g in plan["groups"] if g["stream_range"][1]])
     # every group: prefetch before wait before first read, in the table
