@@ -5,12 +5,12 @@ a pure function of both, deterministic and JSON-serialisable, so every rank and 
 
     group (host, packed)   |--chunk 0--|--chunk 1--|--chunk 2--|--chunk 3-|
     resident_fraction=0.5   [resident  ][resident  ][ streamed  ][ streamed ]
-                                    w2 straddles -> ^ its bytes are streamed too, so every weight stays contiguous
+                                    w2 straddles -> ^ it is streamed whole (weights stay contiguous); chunk 1 then counts as streamed
     device                  resident buffer [w0 w1]   arena region [w2 w3 ...] at arena_offset
 
 Residency is chunk-granular: each group keeps a prefix of its chunks resident, the count spread over groups in
-proportion to their size (largest remainder). A weight that crosses the resident/streamed boundary is read from the
-arena, so its resident prefix is copied again (at most one weight per group).
+proportion to their size (largest remainder). A weight that crosses the resident/streamed boundary is streamed whole
+(it must be contiguous), so the chunk it starts in is streamed too and counts as such (at most one per group).
 
 Issue points: with ``prefetch_depth = d`` the prefetch of the j-th streamed group is issued right before the wait
 of the (j-d)-th (or at the start of the graph for the first d). A group occupies its arena bytes from its issue
@@ -182,14 +182,16 @@ def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
         lo = min(r.offset for r in rs)
         hi = max(r.offset + r.nbytes for r in rs)
         ids = chunk_ranges[k]
-        first_chunk = len(chunks)
-        for j, i in enumerate(ids):
-            start, end = max(i * cs, lo), min((i + 1) * cs, hi)
-            chunks.append(Chunk(len(chunks), k, start, end - start, j < n_resident))
         boundary = hi if n_resident == len(ids) else max(ids[n_resident] * cs, lo)
         resident = [r for r in rs if r.offset + r.nbytes <= boundary]
         streamed = [r for r in rs if r.offset + r.nbytes > boundary]
         res_range = (min(r.offset for r in resident), max(r.offset + r.nbytes for r in resident)) if resident else (0, 0)
+        # A chunk counts as resident when all of its bytes are: a chosen chunk whose tail belongs to the weight
+        # that straddles the boundary is streamed with that weight.
+        first_chunk = len(chunks)
+        for i in ids:
+            start, end = max(i * cs, lo), min((i + 1) * cs, hi)
+            chunks.append(Chunk(len(chunks), k, start, end - start, res_range[0] <= start and end <= res_range[1]))
         res_offset = resident_sizes.get(dtype, 0)
         if resident:
             resident_sizes[dtype] = _align(res_offset + res_range[1] - res_range[0])
