@@ -72,7 +72,7 @@ def h2d_bandwidth(nbytes: int = 2**30, iters: int = 5) -> float:
 
     host = torch.empty(nbytes, dtype=torch.uint8)
     _pin(host)
-    owner = _CudaArrayInterface(host, nbytes)
+    owner = _CudaArrayInterface(host, host.data_ptr(), nbytes)
     src = torch.as_tensor(owner, device="cuda")
     dst = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
     s = torch.cuda.Stream()

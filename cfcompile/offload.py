@@ -105,11 +105,11 @@ def _align(n: int) -> int:
 
 
 class _CudaArrayInterface:
-    """Lets ``torch.as_tensor`` wrap a host pointer as a cuda tensor (UVA; no device memory)."""
+    """Lets ``torch.as_tensor`` wrap ``nbytes`` at ``ptr`` as a cuda tensor without copying: host memory (UVA) or
+    bytes inside another device tensor. Holds ``owner`` so the memory outlives every view of it."""
 
-    def __init__(self, host: torch.Tensor, nbytes: int):
-        self.host = host  # the UVA tensor holds this object, so the host memory outlives every view of it
-        ptr = host.data_ptr()
+    def __init__(self, owner: torch.Tensor, ptr: int, nbytes: int):
+        self.owner = owner
         self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (ptr, False),
                                          "version": 3, "strides": None}
 
@@ -158,7 +158,7 @@ def _build_group(name: str, dtype: torch.dtype, params: list[tuple[str, nn.Param
     if device.type == "cuda":
         _pin(host)
         pinned = True
-        owner = _CudaArrayInterface(host, offset)
+        owner = _CudaArrayInterface(host, host.data_ptr(), offset)
         weakref.finalize(owner, _unpin, host.data_ptr())  # unpin when the last view of the memory dies
         view = torch.as_tensor(owner, device=device).view(dtype)
     else:

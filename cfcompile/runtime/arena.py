@@ -7,16 +7,8 @@ import ctypes
 import torch
 
 from ..config import format_bytes
+from ..offload import _CudaArrayInterface
 from ..passes.plan import Plan
-
-
-class _Alias:
-    """``__cuda_array_interface__`` for bytes inside another tensor; holds that tensor so it outlives the alias."""
-
-    def __init__(self, base: torch.Tensor, ptr: int, nbytes: int):
-        self.base = base
-        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (ptr, False),
-                                         "version": 3, "strides": None}
 
 
 def alias(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
@@ -27,7 +19,7 @@ def alias(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
     """
     ptr = buf.data_ptr() + offset
     if buf.device.type == "cuda":
-        raw = torch.as_tensor(_Alias(buf, ptr, nbytes), device=buf.device)
+        raw = torch.as_tensor(_CudaArrayInterface(buf, ptr, nbytes), device=buf.device)
     else:
         array = (ctypes.c_uint8 * nbytes).from_address(ptr)
         array.base = buf  # frombuffer keeps the array alive, the array keeps ``buf``
