@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import statistics
@@ -40,13 +42,38 @@ def build_flux(device="cuda", dtype=torch.bfloat16, **config):
     return model.eval().requires_grad_(False)
 
 
+@contextlib.contextmanager
+def gpu_lock():
+    """Exclusive use of the GPU for timing when several benchmark processes share it (``CFCOMPILE_BENCH_LOCK`` =
+    a lock file): they compile in parallel, and time one at a time."""
+    path = os.environ.get("CFCOMPILE_BENCH_LOCK")
+    if not path:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def time_steps(fn, warmup: int = 3, iters: int = 10) -> dict:
-    """Median wall time of ``fn()`` per call after warm-up; the first call's time is reported as compile time."""
+    """Median wall time of ``fn()`` per call after warm-up; the first call's time is reported as compile time.
+
+    The first call (compilation) runs outside `gpu_lock`; warm-up and timed calls inside it. A first call of
+    another process may still overlap a timed one: it perturbs at most one or two of ``iters`` calls, which the
+    median ignores."""
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     fn()
     torch.cuda.synchronize()
     first = time.perf_counter() - t0
+    with gpu_lock():
+        return _timed(fn, warmup, iters, first)
+
+
+def _timed(fn, warmup: int, iters: int, first: float) -> dict:
     for _ in range(warmup - 1):
         fn()
     torch.cuda.synchronize()
@@ -68,6 +95,13 @@ def time_steps(fn, warmup: int = 3, iters: int = 10) -> dict:
 
 def h2d_bandwidth(nbytes: int = 2**30, iters: int = 5) -> float:
     """GB/s of a pinned (cudaHostRegister'ed, UVA) -> device copy on a side stream, as chunkflow does it."""
+    from cfcompile.offload import _CudaArrayInterface, _pin
+
+    with gpu_lock():
+        return _h2d_bandwidth(nbytes, iters)
+
+
+def _h2d_bandwidth(nbytes: int, iters: int) -> float:
     from cfcompile.offload import _CudaArrayInterface, _pin
 
     host = torch.empty(nbytes, dtype=torch.uint8)

@@ -2,7 +2,8 @@
 
     import cfcompile
     cfcompile.offload(model, device="cuda")      # weights -> pinned host memory, seen by torch on the device
-    fast = torch.compile(model, backend="chunkflow", options={"resident_fraction": 0.25})
+    fast = torch.compile(model, backend="chunkflow", options={"memory_budget": "12GiB"})
+    cfcompile.plan_model("flux", cfcompile.Workload(height=1024, width=1024), profile="H100")   # no GPU needed
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ import torch
 from .config import ChunkFlowConfig, parse_bytes
 from .offload import HostStore, offload, restore, store_of
 
-__all__ = ["ChunkFlowConfig", "HostStore", "compile", "offload", "parse_bytes", "restore", "store_of"]
+__all__ = ["ChunkFlowConfig", "HostStore", "Workload", "compile", "offload", "parse_bytes", "plan_model", "restore",
+           "store_of"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # planning pulls in diffusers presets: import it only when asked for
+    if name in ("plan_model", "Workload"):
+        from . import planning, presets
+
+        return planning.plan_model if name == "plan_model" else presets.Workload
+    raise AttributeError(f"module 'cfcompile' has no attribute {name!r}")
 
 
 def compile(model: Any, *, mode: str | None = None, dynamic: bool | None = None, **options: Any):

@@ -22,10 +22,11 @@ import torch.fx as fx
 
 from .runtime.arena import GraphRuntime
 from .config import ChunkFlowConfig, format_bytes
-from .costmodel import PROFILES, DeviceProfile, profile_for
-from .dump import new_dump_dir, write_plan
+from .costmodel.graph_costs import estimate_costs
+from .costmodel.profiles import resolve_profile
+from .dump import new_dump_dir, write_plan, write_prediction
 from .passes.analysis import find_weight_reads
-from .passes.plan import make_plan
+from .passes.tune import block_spans, plan_with_model
 from .passes.rewrite import ChunkflowPass, InputLayout
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,12 @@ def _with_extra_inputs(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModu
     return result
 
 
-def _profile(device: torch.device) -> DeviceProfile | None:
-    """The built-in profile of ``device`` for the predictions in logs and dumps (None if unknown)."""
-    if device.type == "cpu":
-        return PROFILES["cpu"]
-    try:
-        return profile_for(torch.cuda.get_device_name(device))
-    except ValueError:
+def _free_bytes(device: torch.device) -> int | None:
+    """What ``memory_budget="auto"`` may use: free device memory plus what torch's allocator holds unused."""
+    if device.type != "cuda":
         return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(0.95 * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)))
 
 
 def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dict | None = None,
@@ -84,7 +83,9 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     if len(devices) != 1:
         raise ValueError(f"chunkflow: one graph reads weights offloaded for several devices {sorted(map(str, devices))}")
     device = devices.pop()
-    plan = make_plan(reads, config)
+    profile = resolve_profile(config.profile, device)
+    costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
+    plan, prediction = plan_with_model(reads, config, costs, profile, free_bytes=_free_bytes(device))
     rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device)
     layout = InputLayout.after(len(example_inputs), plan)
     names = [f"cf_slot_{j}" for j in range(len(rt.slots))] + [f"cf_host_{j}" for j in range(len(rt.hosts))] + \
@@ -92,22 +93,28 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     dump_dir = new_dump_dir(config.dump) if config.dump else None
     if dump_dir:
         write_plan(dump_dir, plan)
+        write_prediction(dump_dir, prediction, prediction.spans(block_spans(plan, costs)),
+                         title=f"chunkflow {dump_dir}")
         patches["fx_graph_cache"] = False  # the pass writes the scheduled graph, so it must run
-    patches["post_grad_custom_post_pass"] = ChunkflowPass(plan, layout, config, dump_dir, _profile(device))
+    patches["post_grad_custom_post_pass"] = ChunkflowPass(plan, layout, config, dump_dir, prediction)
 
     fake_mode = torch._guards.detect_fake_mode(example_inputs)
     extra = rt.inputs
     fakes = [fake_mode.from_tensor(t, static_shapes=True) for t in extra] if fake_mode else extra
     compiled = compile_fx(_with_extra_inputs(gm, names), [*example_inputs, *fakes], config_patches=patches)
     log.info("chunkflow: compiled a graph with %d offloaded weights in %d groups, %d chunks; arena %s, resident %s, "
-             "streams %s per call%s", len(reads), len(plan.groups), len(plan.chunks),
-             format_bytes(plan.total_arena_bytes), format_bytes(plan.total_resident_bytes),
-             format_bytes(plan.streamed_bytes), f"; dump in {dump_dir}" if dump_dir else "")
+             "streams %s per call; predicted on %s: %.2f ms per call, %d of %d prefetches hidden, peak %s%s",
+             len(reads), len(plan.groups), len(plan.chunks), format_bytes(plan.total_arena_bytes),
+             format_bytes(plan.total_resident_bytes), format_bytes(plan.streamed_bytes), prediction.profile,
+             prediction.step_ms, prediction.hidden, len(prediction.groups), format_bytes(prediction.peak_bytes),
+             f"; dump in {dump_dir}" if dump_dir else "")
 
     def run(*args):
         return compiled(*args, *extra)
 
     run.chunkflow_plan = plan  # type: ignore[attr-defined]
+    run.chunkflow_prediction = prediction  # type: ignore[attr-defined]
+    run.chunkflow_costs = costs  # type: ignore[attr-defined]
     run.chunkflow_runtime = rt  # type: ignore[attr-defined]
     run.chunkflow_dump_dir = dump_dir  # type: ignore[attr-defined]
     run.chunkflow_layout = layout  # type: ignore[attr-defined]

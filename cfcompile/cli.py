@@ -1,7 +1,9 @@
-"""``cfcompile demo``: offload a Flux-architecture DiT, compile it with chunkflow, check it, print what it did.
+"""``cfcompile demo | plan``.
 
     cfcompile demo                       # reduced Flux, random weights, on the GPU if there is one, else the CPU
     cfcompile demo --model flux          # the full-size Flux.1 transformer (12B, bf16; needs a GPU)
+    cfcompile plan --model flux --height 1024 --width 1024 --profile H100 --memory-budget 12GiB --out plan/
+                                         # the plan and predicted timeline, without a GPU or the weights
 """
 
 from __future__ import annotations
@@ -144,10 +146,50 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--tokens", type=int, help="image tokens (default 256 small, 4096 flux)")
     d.add_argument("--steps", type=int, default=3)
     d.add_argument("--dump", help="dump directory (default: a new temporary directory)")
+    q = sub.add_parser("plan", help="plan a model for a GPU without the GPU or the weights (meta device)")
+    q.add_argument("--model", required=True, help="preset: flux, qwen-image, wan, sd3")
+    q.add_argument("--height", type=int, default=1024)
+    q.add_argument("--width", type=int, default=1024)
+    q.add_argument("--frames", type=int, default=1, help="video frames (4k+1 for wan)")
+    q.add_argument("--batch", type=int, default=1)
+    q.add_argument("--text-tokens", type=int, help="default: the pipeline's")
+    q.add_argument("--sp-degree", type=int, default=1, help="Ulysses sequence-parallel degree (per-rank plan)")
+    q.add_argument("--profile", default="H100", help="built-in profile name or a JSON file (default H100)")
+    q.add_argument("--memory-budget", help="e.g. 12GiB: tune chunk size, residency and issue points within it")
+    q.add_argument("--resident-fraction", type=float)
+    q.add_argument("--chunk-size", help="e.g. 16MiB (default: auto)")
+    q.add_argument("--prefetch-depth", help="an int or auto (default)")
+    q.add_argument("--tiny", action="store_true", help="the preset's tiny config (seconds; to try the tool)")
+    q.add_argument("--out", help="directory for plan.json, prediction.json, timeline.json (Perfetto), timeline.png")
     args = p.parse_args(argv)
     if args.command == "demo":
         return demo(args)
+    if args.command == "plan":
+        return plan(args)
     return 2
+
+
+def plan(args: argparse.Namespace) -> int:
+    from .passes.tune import BudgetError
+    from .planning import plan_model
+    from .presets import Workload
+
+    options = {k: v for k, v in dict(memory_budget=args.memory_budget, resident_fraction=args.resident_fraction,
+                                     chunk_size=args.chunk_size).items() if v is not None}
+    if args.prefetch_depth is not None:
+        options["prefetch_depth"] = args.prefetch_depth if args.prefetch_depth == "auto" else int(args.prefetch_depth)
+    try:
+        workload = Workload(height=args.height, width=args.width, frames=args.frames, batch=args.batch,
+                            text_tokens=args.text_tokens, sp_degree=args.sp_degree)
+        report = plan_model(args.model, workload, profile=args.profile, tiny=args.tiny, **options)
+    except (BudgetError, ValueError, ImportError) as e:
+        print(f"cfcompile plan: {e}", file=sys.stderr)
+        return 2
+    print(report.table())
+    if args.out:
+        for path in report.write(args.out):
+            print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from typing import Any, Mapping
 #: Environment variable that turns on dumps for every compiled graph (same as ``options={"dump": DIR}``).
 DUMP_ENV = "CFCOMPILE_DUMP"
 
+#: Chunk size when ``chunk_size="auto"`` and there is no memory budget to tune for.
+DEFAULT_CHUNK_SIZE = 16 * 2**20
+
 #: Offsets of weights inside host groups, arenas and resident buffers are multiples of this (bytes).
 ALIGN = 256
 
@@ -61,16 +64,30 @@ _MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs")
 class ChunkFlowConfig:
     """Options of ``torch.compile(model, backend="chunkflow", options={...})``."""
 
-    chunk_size: int = 16 * 2**20
-    """Bytes per chunk (an int or a string like ``"16MiB"``); a multiple of 256. Copies are issued in chunks and
-    residency is decided per chunk. Smaller chunks give finer residency and shorter copies, more ops per step."""
+    chunk_size: int | str = "auto"
+    """Bytes per chunk (an int or a string like ``"16MiB"``; a multiple of 256), or ``"auto"``: 16 MiB, or with a
+    ``memory_budget`` the size the cost model picks. Copies are issued in chunks and residency is decided per
+    chunk. Smaller chunks give finer residency and shorter copies, more ops per step."""
 
-    resident_fraction: float = 0.0
-    """Share of chunks (0..1) copied to the device once and kept there; the rest stream every call."""
+    resident_fraction: float | None = None
+    """Share of chunks (0..1) copied to the device once and kept there; the rest stream every call. Which chunks
+    is the cost model's choice (it spreads the streamed bytes over the step's compute). Default 0 without a
+    ``memory_budget``; not allowed together with one."""
 
-    prefetch_depth: int = 1
-    """How many streamed blocks ahead a prefetch is issued. 1 = double buffering (the copy of block k+1 runs
-    under block k's compute); larger values hide longer copies at the cost of a larger arena; 0 = no overlap."""
+    memory_budget: int | str | None = None
+    """Device memory this graph may use at its peak (resident weights + arena + activations): bytes, a string like
+    ``"12GiB"``, or ``"auto"`` (what is free on the device when the graph is compiled). The cost model picks chunk
+    size, resident chunks and issue points that minimise the predicted step time within it."""
+
+    prefetch_depth: int | str = "auto"
+    """How many streamed blocks ahead a prefetch is issued: an int for all blocks (1 = double buffering, 0 = no
+    overlap), or ``"auto"``: per block, as late as still hides its copy according to the cost model (at most
+    3 ahead), 1 where the model is not available."""
+
+    profile: str | None = None
+    """Device profile for the cost model: a built-in name (H100, H200, A100, L40S, RTX4090, cpu), a path to a JSON
+    file of `DeviceProfile` fields, or None: the cached probe of this GPU (probed on first use), the built-in
+    profile on the CPU."""
 
     overlap_copies: bool = True
     """Run copies on a separate copy stream so they overlap compute (CUDA). False puts them on the compute stream,
@@ -87,17 +104,30 @@ class ChunkFlowConfig:
     """``torch.compile(mode=...)``: default, max-autotune or max-autotune-no-cudagraphs."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "chunk_size", parse_bytes(self.chunk_size, key="chunk_size"))
-        if self.chunk_size % ALIGN:
-            raise ValueError(f"chunk_size: must be a multiple of {ALIGN} bytes, got {self.chunk_size}; "
-                             f"try {max(ALIGN, self.chunk_size // ALIGN * ALIGN)}")
+        if self.chunk_size != "auto":
+            object.__setattr__(self, "chunk_size", parse_bytes(self.chunk_size, key="chunk_size"))
+            if self.chunk_size % ALIGN:
+                raise ValueError(f"chunk_size: must be a multiple of {ALIGN} bytes or 'auto', got {self.chunk_size}; "
+                                 f"try {max(ALIGN, self.chunk_size // ALIGN * ALIGN)}")
         rf = self.resident_fraction
-        if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 0.0 <= float(rf) <= 1.0:
-            raise ValueError(f"resident_fraction: expected a number in [0, 1], got {rf!r}")
-        object.__setattr__(self, "resident_fraction", float(rf))
+        if rf is not None:
+            if isinstance(rf, bool) or not isinstance(rf, (int, float)) or not 0.0 <= float(rf) <= 1.0:
+                raise ValueError(f"resident_fraction: expected a number in [0, 1], got {rf!r}")
+            object.__setattr__(self, "resident_fraction", float(rf))
+        mb = self.memory_budget
+        if mb is not None and mb != "auto":
+            object.__setattr__(self, "memory_budget", parse_bytes(mb, key="memory_budget"))
+        if rf is not None and mb is not None:
+            raise ValueError("resident_fraction and memory_budget cannot be used together: with a memory_budget the "
+                             "cost model chooses the resident chunks; pass one of them")
         pd = self.prefetch_depth
-        if isinstance(pd, bool) or not isinstance(pd, int) or pd < 0:
-            raise ValueError(f"prefetch_depth: expected an integer >= 0, got {pd!r}")
+        if pd != "auto" and (isinstance(pd, bool) or not isinstance(pd, int) or pd < 0):
+            raise ValueError(f"prefetch_depth: expected an integer >= 0 or 'auto', got {pd!r}")
+        if self.profile is not None and not isinstance(self.profile, (str, os.PathLike)):
+            raise ValueError(f"profile: expected a built-in profile name or a JSON file path, got "
+                             f"{type(self.profile).__name__}")
+        if self.profile is not None:
+            object.__setattr__(self, "profile", os.fspath(self.profile))
         if not isinstance(self.overlap_copies, bool):
             raise ValueError(f"overlap_copies: expected True or False, got {self.overlap_copies!r}")
         if self.dump is not None and not isinstance(self.dump, (str, os.PathLike)):
@@ -128,6 +158,15 @@ class ChunkFlowConfig:
                 raise ValueError(f"inductor: expected a dict of Inductor config patches, got {type(inductor).__name__}")
             options["inductor"] = tuple(sorted(inductor.items()))
         return cls(**options, mode=mode or "default")
+
+    @property
+    def effective_chunk_size(self) -> int:
+        """The chunk size when nothing is tuned (``"auto"`` -> 16 MiB)."""
+        return DEFAULT_CHUNK_SIZE if self.chunk_size == "auto" else self.chunk_size
+
+    @property
+    def effective_resident_fraction(self) -> float:
+        return self.resident_fraction or 0.0
 
     def inductor_patches(self) -> dict[str, Any]:
         patches: dict[str, Any] = {}

@@ -144,12 +144,46 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _build_group(name: str, dtype: torch.dtype, params: list[tuple[str, nn.Parameter]], device: torch.device):
+def _pack(params: list[tuple[str, nn.Parameter]]) -> tuple[list[Slot], int]:
+    """256-byte-aligned offsets of ``params`` in one buffer, and its size."""
     slots, offset = [], 0
     for pname, p in params:
         nbytes = p.numel() * p.element_size()
         slots.append(Slot(pname, offset, nbytes, tuple(p.shape)))
         offset = _align(offset + nbytes)
+    return slots, offset
+
+
+def _params_by_group(module: nn.Module) -> dict[tuple[str, torch.dtype], list[tuple[str, nn.Parameter]]]:
+    named = dict(module.named_parameters())  # deduplicated: a tied weight appears once
+    by_group: dict[tuple[str, torch.dtype], list] = {}
+    for pname, gname in _group_names(module).items():
+        by_group.setdefault((gname, named[pname].dtype), []).append((pname, named[pname]))
+    return by_group
+
+
+class PlannedGroup(Group):
+    """A group as `offload` would pack it, without memory: for planning a model on the meta device."""
+
+    def __init__(self, name: str, dtype: torch.dtype, slots: list[Slot], nbytes: int, device: torch.device):
+        super().__init__(name, dtype, slots, nbytes, host=None, device_view=None, pinned=False)  # type: ignore
+        self.device = device
+
+
+def planned_layout(module: nn.Module, device: str | torch.device = "cuda") -> dict[int, tuple[Group, int]]:
+    """``id(parameter) -> (group, byte offset)`` as `offload` would lay the module out; allocates nothing, so it
+    works on a model built on the meta device."""
+    out = {}
+    for (gname, dtype), params in _params_by_group(module).items():
+        slots, nbytes = _pack(params)
+        g = PlannedGroup(gname, dtype, slots, nbytes, torch.device(device))
+        for (_, p), slot in zip(params, slots):
+            out[id(p)] = (g, slot.offset)
+    return out
+
+
+def _build_group(name: str, dtype: torch.dtype, params: list[tuple[str, nn.Parameter]], device: torch.device):
+    slots, offset = _pack(params)
     itemsize = torch.empty((), dtype=dtype).element_size()
     host = torch.empty(offset // itemsize, dtype=dtype)
     for (_, p), s in zip(params, slots):
@@ -191,9 +225,7 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
                             f"offloaded (quantized tensor subclasses are not supported yet)")
         if p.device.type == "meta":
             raise ValueError(f"offload: parameter {pname!r} is on the meta device; load real weights first")
-    by_group: dict[tuple[str, torch.dtype], list] = {}
-    for pname, gname in _group_names(module).items():
-        by_group.setdefault((gname, named[pname].dtype), []).append((pname, named[pname]))
+    by_group = _params_by_group(module)
 
     # Build every group first: nothing in the module changes until all host copies exist.
     groups = [_build_group(g, dt, ps, dev) for (g, dt), ps in by_group.items()]

@@ -18,7 +18,8 @@ def test_parse_bytes_rejects(value):
 
 def test_defaults_are_valid_and_hashable():
     c = ChunkFlowConfig()
-    assert c.chunk_size == 16 * 2**20 and c.resident_fraction == 0.0 and c.prefetch_depth == 1
+    assert c.chunk_size == "auto" and c.resident_fraction is None and c.prefetch_depth == "auto"
+    assert c.effective_chunk_size == 16 * 2**20 and c.effective_resident_fraction == 0.0
     assert hash(c) == hash(ChunkFlowConfig())
     assert c.fingerprint() == ChunkFlowConfig.from_options({}).fingerprint()
 
@@ -37,7 +38,11 @@ def test_from_options_converts_and_fingerprints():
     ({"chunk_size": "big"}, "chunk_size: cannot parse 'big'"),
     ({"resident_fraction": 1.5}, r"resident_fraction: expected a number in \[0, 1\], got 1.5"),
     ({"resident_fraction": "half"}, "resident_fraction"),
-    ({"prefetch_depth": -1}, "prefetch_depth: expected an integer >= 0"),
+    ({"prefetch_depth": -1}, "prefetch_depth: expected an integer >= 0 or 'auto'"),
+    ({"memory_budget": "lots"}, "memory_budget: cannot parse 'lots'"),
+    ({"memory_budget": 0}, "memory_budget: must be positive"),
+    ({"memory_budget": "8GiB", "resident_fraction": 0.5}, "resident_fraction and memory_budget cannot be used together"),
+    ({"profile": 3}, "profile: expected a built-in profile name or a JSON file path"),
     ({"prefetch_depth": 1.0}, "prefetch_depth"),
     ({"overlap_copies": "yes"}, "overlap_copies: expected True or False"),
     ({"dump": 3}, "dump: expected a directory path"),
@@ -48,6 +53,12 @@ def test_from_options_converts_and_fingerprints():
 def test_bad_options_name_the_key(options, match):
     with pytest.raises(ValueError, match=match):
         ChunkFlowConfig.from_options(options)
+
+
+def test_memory_budget_forms():
+    assert ChunkFlowConfig(memory_budget="1.5GiB").memory_budget == int(1.5 * 2**30)
+    assert ChunkFlowConfig(memory_budget="auto").memory_budget == "auto"
+    assert ChunkFlowConfig(memory_budget=2**30).fingerprint() != ChunkFlowConfig(memory_budget=2**31).fingerprint()
 
 
 def test_modes():

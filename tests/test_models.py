@@ -180,9 +180,12 @@ def test_model_through_chunkflow(name):
     assert len(plan.streamed) >= 2
     resident = [c for c in plan.chunks if c.resident]
     assert resident and len(resident) < len(plan.chunks)
-    # Small chunks: every block is split into several chunks, and every block streams some of them.
+    # Small chunks: every block is split into several chunks.
     by_key = {gp.key.rsplit(":", 1)[0]: gp for gp in plan.groups}
     assert set(blocks) <= set(by_key), (blocks, list(by_key))
     for b in blocks:
-        assert len(by_key[b].chunks) >= 3 and by_key[b].streamed_bytes > 0, by_key[b]
+        assert len(by_key[b].chunks) >= 3, by_key[b]
+    # The cost model places the resident chunks (the first block, which nothing can hide, first); some block
+    # still streams.
+    assert any(by_key[b].streamed_bytes > 0 for b in blocks)
     assert plan.streamed_bytes > 0 and plan.total_arena_bytes > 0 and plan.total_resident_bytes > 0

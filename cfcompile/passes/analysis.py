@@ -6,7 +6,7 @@ Weights are recognised by data pointer against the host store (`cfcompile.offloa
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.fx as fx
@@ -28,7 +28,10 @@ class WeightRead:
     last_use: int
 
 
-def find_weight_reads(gm: fx.GraphModule, example_inputs: Sequence[object]) -> list[WeightRead]:
+def find_weight_reads(gm: fx.GraphModule, example_inputs: Sequence[object],
+                      locate: Callable[[torch.Tensor], tuple[Group, int] | None] = lookup) -> list[WeightRead]:
+    """The offloaded weights among the graph's inputs; ``locate`` maps a tensor to (group, byte offset) or None
+    (default: the host store, by data pointer; planning on the meta device passes `offload.planned_layout`'s)."""
     placeholders = list(gm.graph.find_nodes(op="placeholder"))
     if len(placeholders) != len(example_inputs):
         raise AssertionError(f"{len(placeholders)} placeholders but {len(example_inputs)} example inputs")
@@ -37,7 +40,7 @@ def find_weight_reads(gm: fx.GraphModule, example_inputs: Sequence[object]) -> l
     for i, (node, t) in enumerate(zip(placeholders, example_inputs)):
         if not isinstance(t, torch.Tensor) or not node.users:
             continue
-        found = lookup(t)
+        found = locate(t)
         if found is None:
             continue
         group, offset = found

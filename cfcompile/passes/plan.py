@@ -98,6 +98,7 @@ class Plan:
     arena_bytes: tuple[tuple[str, int], ...]      # per dtype
     resident_bytes: tuple[tuple[str, int], ...]   # per dtype
     host_bytes: int                     # bytes of the host groups this graph reads from
+    memory_budget: int | None = None    # the budget the plan was tuned for, if any
 
     @property
     def streamed(self) -> tuple[GroupPlan, ...]:
@@ -158,86 +159,138 @@ def _first_fit(intervals: list[tuple[float, int, int, str]]) -> tuple[list[int],
     return offsets, sizes
 
 
-def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
-    cs = config.chunk_size
-    by_group: dict[str, list[WeightRead]] = {}
-    for r in sorted(reads, key=lambda r: (r.first_use, r.input_index)):
-        by_group.setdefault(r.group.key, []).append(r)
-    keys = list(by_group)   # order of first use
+class _Spec:
+    """One group as the planner sees it: its reads, byte range and chunks; `split` is cached per resident count."""
 
-    # Chunks: fixed-size slices of each group, those that hold a byte the graph reads.
-    chunk_ranges: dict[str, list[int]] = {}
-    for k in keys:
-        lo = min(r.offset for r in by_group[k])
-        hi = max(r.offset + r.nbytes for r in by_group[k])
-        chunk_ranges[k] = list(range(lo // cs, (hi - 1) // cs + 1))
-    counts = _resident_counts([len(chunk_ranges[k]) for k in keys], config.resident_fraction)
+    def __init__(self, key: str, reads: list[WeightRead], cs: int):
+        self.key, self.reads, self.cs = key, reads, cs
+        self.dtype = str(reads[0].group.dtype).removeprefix("torch.")
+        self.lo = min(r.offset for r in reads)
+        self.hi = max(r.offset + r.nbytes for r in reads)
+        self.chunk_ids = list(range(self.lo // cs, (self.hi - 1) // cs + 1))
+        self.first = min(r.first_use for r in reads)
+        self.last = max(r.last_use for r in reads)
+        self._splits: dict[int, tuple] = {}
 
-    chunks: list[Chunk] = []
-    drafts = []
+    def split(self, n_resident: int) -> tuple[list[WeightRead], list[WeightRead], tuple[int, int], tuple[int, int]]:
+        """(resident reads, streamed reads, resident byte range, streamed byte range) with the first
+        ``n_resident`` chunks chosen; a weight crossing the boundary is streamed whole."""
+        if n_resident not in self._splits:
+            ids = self.chunk_ids
+            boundary = self.hi if n_resident >= len(ids) else max(ids[n_resident] * self.cs, self.lo)
+            resident = [r for r in self.reads if r.offset + r.nbytes <= boundary]
+            streamed = [r for r in self.reads if r.offset + r.nbytes > boundary]
+            rr = (min(r.offset for r in resident), max(r.offset + r.nbytes for r in resident)) if resident else (0, 0)
+            sr = (min(r.offset for r in streamed), max(r.offset + r.nbytes for r in streamed)) if streamed else (0, 0)
+            self._splits[n_resident] = (resident, streamed, rr, sr)
+        return self._splits[n_resident]
+
+    def copies(self, n_resident: int) -> int:
+        """Number of chunk copies of the streamed part."""
+        _, _, _, (a, b) = self.split(n_resident)
+        return 0 if b <= a else (b - 1) // self.cs - a // self.cs + 1
+
+
+@dataclasses.dataclass
+class _Layout:
+    """Arena placement for one choice of resident counts and prefetch depths."""
+
+    streamed: list[int]                 # spec indices with bytes to stream, in first-use order
+    anchors: list[int | None]           # per streamed group: index into `streamed` whose wait it precedes
+    offsets: list[int]
+    arena_sizes: dict[str, int]
+    resident_sizes: dict[str, int]
+
+    @property
+    def arena_bytes(self) -> int:
+        return sum(self.arena_sizes.values())
+
+    @property
+    def resident_bytes(self) -> int:
+        return sum(self.resident_sizes.values())
+
+
+def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], default_depth: int) -> _Layout:
     resident_sizes: dict[str, int] = {}
-    for k, n_resident in zip(keys, counts):
-        rs = by_group[k]
-        dtype = str(rs[0].group.dtype).removeprefix("torch.")
-        lo = min(r.offset for r in rs)
-        hi = max(r.offset + r.nbytes for r in rs)
-        ids = chunk_ranges[k]
-        boundary = hi if n_resident == len(ids) else max(ids[n_resident] * cs, lo)
-        resident = [r for r in rs if r.offset + r.nbytes <= boundary]
-        streamed = [r for r in rs if r.offset + r.nbytes > boundary]
-        res_range = (min(r.offset for r in resident), max(r.offset + r.nbytes for r in resident)) if resident else (0, 0)
+    streamed = []
+    for i, (s, n) in enumerate(zip(specs, counts)):
+        _, st, rr, sr = s.split(n)
+        if rr[1] > rr[0]:
+            resident_sizes[s.dtype] = _align(resident_sizes.get(s.dtype, 0) + rr[1] - rr[0])
+        if st:
+            streamed.append(i)
+    anchors, intervals = [], []
+    for j, i in enumerate(streamed):
+        d = depths.get(specs[i].key, default_depth)
+        anchor = j - d if j >= d else None
+        anchors.append(anchor)
+        issue = (specs[streamed[anchor]].first if anchor is not None else -1) - 0.5
+        _, _, _, (a, b) = specs[i].split(counts[i])
+        intervals.append((issue, specs[i].last, _align(b - a), specs[i].dtype))
+    offsets, arena_sizes = _first_fit(intervals)
+    return _Layout(streamed, anchors, offsets, arena_sizes, resident_sizes)
+
+
+def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: ChunkFlowConfig, cs: int,
+           resident_fraction: float, depth: int, budget: int | None) -> Plan:
+    chunks: list[Chunk] = []
+    res_offsets: dict[int, int] = {}
+    used: dict[str, int] = {}
+    for i, (s, n) in enumerate(zip(specs, counts)):
+        _, _, rr, _ = s.split(n)
+        if rr[1] > rr[0]:
+            res_offsets[i] = used.get(s.dtype, 0)
+            used[s.dtype] = _align(res_offsets[i] + rr[1] - rr[0])
+    where = {i: j for j, i in enumerate(layout.streamed)}
+    groups, weights = [], []
+    for i, (s, n) in enumerate(zip(specs, counts)):
+        resident, _, rr, sr = s.split(n)
         # A chunk counts as resident when all of its bytes are: a chosen chunk whose tail belongs to the weight
         # that straddles the boundary is streamed with that weight.
         first_chunk = len(chunks)
-        for i in ids:
-            start, end = max(i * cs, lo), min((i + 1) * cs, hi)
-            chunks.append(Chunk(len(chunks), k, start, end - start, res_range[0] <= start and end <= res_range[1]))
-        res_offset = resident_sizes.get(dtype, 0)
-        if resident:
-            resident_sizes[dtype] = _align(res_offset + res_range[1] - res_range[0])
-        st_range = (min(r.offset for r in streamed), max(r.offset + r.nbytes for r in streamed)) if streamed else (0, 0)
-        drafts.append(dict(key=k, dtype=dtype, reads=rs, resident=resident, res_range=res_range,
-                           res_offset=res_offset if resident else -1, st_range=st_range,
-                           chunk_ids=tuple(range(first_chunk, len(chunks)))))
-
-    # Issue points and arena offsets for the streamed groups.
-    streamed = [d for d in drafts if d["st_range"][1] > d["st_range"][0]]
-    depth = config.prefetch_depth
-    intervals = []
-    for j, d in enumerate(streamed):
-        d["first"], d["last"] = min(r.first_use for r in d["reads"]), max(r.last_use for r in d["reads"])
-        anchor = j - depth if j >= depth else None
-        d["issue_before"] = anchor
-        issue = (streamed[anchor]["first"] if anchor is not None else -1) - 0.5
-        intervals.append((issue, d["last"], _align(d["st_range"][1] - d["st_range"][0]), d["dtype"]))
-    offsets, arena_sizes = _first_fit(intervals)
-    for d, off in zip(streamed, offsets):
-        d["arena_offset"] = off
-
-    groups, weights = [], []
-    for d in drafts:
-        st0, st1 = d["st_range"]
-        arena_offset = d.get("arena_offset", -1)
+        for c in s.chunk_ids:
+            start, end = max(c * cs, s.lo), min((c + 1) * cs, s.hi)
+            chunks.append(Chunk(len(chunks), s.key, start, end - start, rr[0] <= start and end <= rr[1]))
+        j = where.get(i)
+        arena_offset = layout.offsets[j] if j is not None else -1
         copies = []
-        if st1 > st0:
-            for c in (chunks[i] for i in d["chunk_ids"]):
-                lo, hi = max(c.start, st0), min(c.start + c.nbytes, st1)
+        if j is not None:
+            for c in chunks[first_chunk:]:
+                lo, hi = max(c.start, sr[0]), min(c.start + c.nbytes, sr[1])
                 if hi > lo:
-                    copies.append(Copy(c.index, lo, arena_offset + lo - st0, hi - lo))
+                    copies.append(Copy(c.index, lo, arena_offset + lo - sr[0], hi - lo))
         groups.append(GroupPlan(
-            key=d["key"], dtype=d["dtype"], first_use=min(r.first_use for r in d["reads"]),
-            last_use=max(r.last_use for r in d["reads"]), chunks=d["chunk_ids"], resident_range=d["res_range"],
-            resident_offset=d["res_offset"], stream_range=d["st_range"], arena_offset=arena_offset,
-            copies=tuple(copies), issue_before=d.get("issue_before")))
-        resident_ids = {id(r) for r in d["resident"]}
-        for r in d["reads"]:
+            key=s.key, dtype=s.dtype, first_use=s.first, last_use=s.last,
+            chunks=tuple(range(first_chunk, len(chunks))), resident_range=rr, resident_offset=res_offsets.get(i, -1),
+            stream_range=sr, arena_offset=arena_offset, copies=tuple(copies),
+            issue_before=layout.anchors[j] if j is not None else None))
+        resident_ids = {id(r) for r in resident}
+        for r in s.reads:
             if id(r) in resident_ids:
-                loc, off = "resident", d["res_offset"] + r.offset - d["res_range"][0]
+                loc, off = "resident", res_offsets[i] + r.offset - rr[0]
             else:
-                loc, off = "arena", arena_offset + r.offset - st0
-            weights.append(WeightPlan(r.input_index, d["key"], r.offset, r.nbytes, r.shape, r.stride, loc, off))
-
-    host_bytes = sum(by_group[k][0].group.nbytes for k in keys)
-    return Plan(cs, config.resident_fraction, depth, tuple(groups), tuple(chunks),
+                loc, off = "arena", arena_offset + r.offset - sr[0]
+            weights.append(WeightPlan(r.input_index, s.key, r.offset, r.nbytes, r.shape, r.stride, loc, off))
+    host_bytes = sum(s.reads[0].group.nbytes for s in specs)
+    return Plan(cs, resident_fraction, depth, tuple(groups), tuple(chunks),
                 tuple(sorted(weights, key=lambda w: w.input_index)),
-                tuple(sorted(arena_sizes.items())), tuple(sorted(resident_sizes.items())), host_bytes)
+                tuple(sorted(layout.arena_sizes.items())), tuple(sorted(layout.resident_sizes.items())), host_bytes,
+                budget)
+
+
+def _specs(reads: Sequence[WeightRead], cs: int) -> list[_Spec]:
+    by_group: dict[str, list[WeightRead]] = {}
+    for r in sorted(reads, key=lambda r: (r.first_use, r.input_index)):
+        by_group.setdefault(r.group.key, []).append(r)
+    return [_Spec(k, rs, cs) for k, rs in by_group.items()]   # in order of first use
+
+
+def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
+    """The plan without a cost model: each group keeps a prefix of its chunks resident (``resident_fraction`` of
+    them, spread in proportion to group size) and prefetches run ``prefetch_depth`` streamed groups ahead."""
+    cs = config.effective_chunk_size
+    specs = _specs(reads, cs)
+    rf = config.effective_resident_fraction
+    counts = _resident_counts([len(s.chunk_ids) for s in specs], rf)
+    depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 1
+    return _build(specs, counts, _layout(specs, counts, {}, depth), config, cs, rf, depth, None)

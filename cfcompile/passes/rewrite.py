@@ -39,7 +39,7 @@ import torch.fx as fx
 from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_files
 
 from ..config import ChunkFlowConfig, format_bytes
-from ..costmodel import DeviceProfile, Prediction, predict
+from ..costmodel.model import Prediction
 from .plan import Plan
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,9 @@ class ArenaLifetimeError(RuntimeError):
 
 
 def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool = True,
-               profile: DeviceProfile | None = None) -> tuple[list[dict], Prediction | None]:
-    """Rewrite ``graph`` in place. Returns the schedule (one row per inserted op and per first/last read) and, given
-    a device profile, the cost model's prediction for the rewritten graph."""
+               prediction: Prediction | None = None) -> list[dict]:
+    """Rewrite ``graph`` in place. Returns the schedule: one row per inserted op and per first/last read of each
+    group; wait rows carry the cost model's prediction for their group when there is one."""
     placeholders = list(graph.find_nodes(op="placeholder"))
     pos = {n: i for i, n in enumerate(graph.nodes)}
     fake_mode = torch._guards.detect_fake_mode([p.meta.get("val") for p in placeholders])
@@ -194,14 +194,9 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         schedule.append(dict(node=last_user[k].name, op="last-read", group=k, chunks=[], bytes=0))
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     schedule.sort(key=lambda r: (order[r["node"]], r["op"] != "last-read"))
-    if profile is not None:
-        prediction = predict(graph, profile, {j: (g.streamed_bytes, len(g.copies)) for j, g in enumerate(streamed)})
-        by_event = {p.index: p for p in prediction.groups}
-        for row in schedule:
-            p = by_event.get(index_of.get(row["group"], -1)) if row["op"] == "wait" else None
-            row["prediction"] = p
-    else:
-        prediction = None
+    by_key = {p.key: p for p in prediction.groups} if prediction is not None else {}
+    for row in schedule:
+        row["prediction"] = by_key.get(row["group"]) if row["op"] == "wait" else None
     in_use = 0
     for row in schedule:
         if row["op"] == "prefetch":
@@ -213,11 +208,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
              "arena %s, resident %s", replaced, len(reads), len(issue_at),
              sum(1 for r in schedule if r["op"] == "wait"), format_bytes(plan.streamed_bytes),
              format_bytes(plan.total_arena_bytes), format_bytes(plan.total_resident_bytes))
-    if prediction is not None:
-        log.info("chunkflow: predicted on %s: %.2f ms per call (compute %.2f ms, copies %.2f ms, %d of %d prefetches "
-                 "hidden)", prediction.profile, prediction.step_ms, prediction.compute_ms, prediction.copy_ms,
-                 sum(p.hidden for p in prediction.groups), len(prediction.groups))
-    return schedule, prediction
+    return schedule
 
 
 def clobbers(plan: Plan) -> dict[int, list[int]]:
@@ -279,18 +270,17 @@ class ChunkflowPass(CustomGraphPass):
     """`post_grad_custom_post_pass` carrying one plan; its uuid keys the FX graph cache on plan, config and code."""
 
     def __init__(self, plan: Plan, layout: InputLayout, config: ChunkFlowConfig, dump_dir: str | None = None,
-                 profile: DeviceProfile | None = None):
-        self.plan, self.layout, self.config, self.dump_dir, self.profile = plan, layout, config, dump_dir, profile
+                 prediction: Prediction | None = None):
+        self.plan, self.layout, self.config, self.dump_dir = plan, layout, config, dump_dir
+        self.prediction = prediction    # the cost model's, for the schedule table (not part of the uuid)
         self.schedule: list[dict] | None = None
-        self.prediction: Prediction | None = None
 
     def __call__(self, graph: fx.Graph) -> None:
-        self.schedule, self.prediction = apply_plan(graph, self.plan, self.layout, self.config.overlap_copies,
-                                                    self.profile)
+        self.schedule = apply_plan(graph, self.plan, self.layout, self.config.overlap_copies, self.prediction)
         if self.dump_dir:
             from ..dump import write_scheduled
 
-            write_scheduled(self.dump_dir, graph, self.schedule, self.prediction)
+            write_scheduled(self.dump_dir, graph, self.schedule)
 
     def uuid(self) -> bytes:
         h = hashlib.sha256()

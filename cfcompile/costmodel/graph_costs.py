@@ -1,0 +1,249 @@
+"""Per-node cost and activation-memory estimates for a Dynamo graph, computed on fake tensors.
+
+The planner works on the Dynamo graph (the one whose node indices `WeightRead.first_use` / `last_use` refer to).
+Each node is run once on fake tensors under a dispatch mode that records the ATen ops it becomes:
+
+    compute op      (mm, addmm, bmm, convolution: torch's ``flop_registry``; attention as one fused kernel)
+                    ms = max(FLOPs / (peak x efficiency), bytes in + out / bandwidth) + launch
+    memory-bound op (everything else that writes a tensor): fused as Inductor fuses them -- reading another
+                    memory-bound op's output is free, writing an output costs only when a compute op reads it or the
+                    graph returns it; a launch only where a chain starts
+    live bytes      activations alive after the node (inputs stay alive: the caller holds them; weights excluded)
+
+Views and cfcompile's own ops cost nothing. The device memory of the weights is counted by the plan (arena +
+resident), not here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import torch
+import torch.fx as fx
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import flop_registry
+
+from .profiles import DeviceProfile
+
+aten = torch.ops.aten
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphCosts:
+    """Estimates for the nodes of one graph, indexed like ``list(graph.nodes)``."""
+
+    profile: str
+    node_ms: tuple[float, ...]          # compute, plus the collectives the node waits for (per rank)
+    live_bytes: tuple[int, ...]         # activation bytes alive after each node (per rank)
+    flops: float                        # of the whole graph (all ranks)
+    collective_ms: tuple[float, ...] = ()  # the part of node_ms spent in collectives (sequence parallelism)
+
+    @property
+    def total_ms(self) -> float:
+        return sum(self.node_ms)
+
+    @property
+    def peak_activation_bytes(self) -> int:
+        return max(self.live_bytes, default=0)
+
+    def cumulative(self) -> list[float]:
+        """``c[i]`` = compute ms of the nodes before node ``i`` (``c[len] = total``)."""
+        out, t = [0.0], 0.0
+        for ms in self.node_ms:
+            t += ms
+            out.append(t)
+        return out
+
+    def scaled(self, factor: float) -> "GraphCosts":
+        return dataclasses.replace(self, node_ms=tuple(ms * factor for ms in self.node_ms))
+
+
+def _sdpa_cpu_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
+    b, h, sq, d = query.shape
+    sk, dv = key.shape[-2], value.shape[-1]
+    return 2 * b * h * sq * sk * d + 2 * b * h * sq * sk * dv
+
+
+_EXTRA_FLOPS = {aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
+
+
+def _nbytes(x) -> int:
+    if not isinstance(x, torch.Tensor):
+        return 0
+    try:
+        return int(x.numel()) * x.element_size()
+    except (RuntimeError, TypeError):  # unbacked symbolic sizes
+        return 0
+
+
+@dataclasses.dataclass
+class _Op:
+    node: int
+    flops: float
+    efficiency: str                     # "matmul" / "attention" for compute ops, "" for memory-bound ones
+    ins: list[tuple[int, int]]          # (storage key, bytes)
+    outs: list[tuple[int, int]]
+
+
+def _key(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
+
+
+class _Recorder(TorchDispatchMode):
+    """Records each ATen op that launches a kernel: its FLOPs and the storages it reads and writes."""
+
+    def __init__(self):
+        super().__init__()
+        self.node = 0
+        self.ops: list[_Op] = []
+        self._keep: list[torch.Tensor] = []   # storage keys must stay unique while we run
+
+    def record(self, flops: float, efficiency: str, ins, outs) -> None:
+        self._keep.extend(outs)
+        self.ops.append(_Op(self.node, flops, efficiency, [(_key(t), _nbytes(t)) for t in ins],
+                            [(_key(t), _nbytes(t)) for t in outs]))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if func._schema.is_mutable or any(a.alias_info is not None for a in func._schema.returns) \
+                or func.namespace in ("cfcompile", "prim") or not outs:
+            return out  # views, metadata queries, bookkeeping: no kernel of their own
+        ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        formula = flop_registry.get(func.overloadpacket) or _EXTRA_FLOPS.get(func.overloadpacket)
+        flops = 0.0
+        if formula is not None:
+            try:
+                flops = float(formula(*args, **kwargs, out_val=out))
+            except Exception:  # a formula that cannot take these shapes: treat the op as memory-bound
+                flops = 0.0
+        self.record(flops, "matmul" if flops else "", ins, outs)
+        return out
+
+
+def _charge(ops: list[_Op], outputs: set[int], profile: DeviceProfile, n_nodes: int) -> list[float]:
+    """Milliseconds per node, fusing memory-bound ops the way Inductor does.
+
+    Inductor fuses chains of pointwise ops, reductions, casts and concatenations into one kernel: reading the
+    output of another memory-bound op costs nothing (it stays in registers), and that output is only written to
+    memory when a matmul or attention kernel reads it or the graph returns it. Compute ops read and write all
+    their tensors. A memory-bound op pays a kernel launch only when it starts a chain."""
+    p = profile
+    bw = p.memory_gbs * p.memory_efficiency * 1e9
+    fusible = {k for op in ops if not op.efficiency for k, _ in op.outs}
+    materialized = set(outputs) | {k for op in ops if op.efficiency for k, _ in op.ins}
+    read = {k for op in ops for k, _ in op.ins}
+    ms = [0.0] * n_nodes
+    for op in ops:
+        if op.efficiency:
+            peak = p.matmul_tflops * 1e12 * (p.attention_efficiency if op.efficiency == "attention"
+                                             else p.matmul_efficiency)
+            moved = sum(n for _, n in op.ins + op.outs)
+            ms[op.node] += max(moved / bw, op.flops / peak) * 1e3 + p.kernel_overhead_us / 1e3
+        else:
+            chained = [k in fusible for k, _ in op.ins]
+            moved = sum(n for (k, n), f in zip(op.ins, chained) if not f)
+            moved += sum(n for k, n in op.outs if k in materialized or k not in read)
+            ms[op.node] += moved / bw * 1e3 + (0.0 if any(chained) else p.kernel_overhead_us / 1e3)
+    return ms
+
+
+def _fake(mode: FakeTensorMode, x):
+    if isinstance(x, torch.Tensor):
+        return mode.from_tensor(x, static_shapes=True)
+    return x
+
+
+_SDPA = {torch.nn.functional.scaled_dot_product_attention, torch._C._nn.scaled_dot_product_attention}
+
+
+def _sdpa(args, kwargs, recorder: _Recorder) -> tuple[torch.Tensor, int]:
+    """Attention as one fused kernel (flash / efficient on the GPU), whatever the tracing device would pick:
+    decomposing it on the CPU or meta device would count an S x S score matrix no GPU kernel materializes."""
+    q, k, v = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")][len(args):])[:3]
+    out = q.new_empty((*q.shape[:-1], v.shape[-1]))
+    flops = 2.0 * (q.numel() // q.shape[-1]) * k.shape[-2] * (q.shape[-1] + v.shape[-1])
+    recorder.record(flops, "attention", [q, k, v], [out])
+    return out, sum(_nbytes(t) for t in (q, k, v, out))
+
+
+def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile: DeviceProfile,
+                   weight_inputs: Sequence[int] = (), *, sp_degree: int = 1) -> GraphCosts:
+    """Run ``gm`` once on fake copies of ``example_inputs`` and estimate every node (see the module docstring).
+
+    ``weight_inputs`` are input positions whose tensors are weights (not counted as activations). With
+    ``sp_degree`` N > 1 the graph is the full sequence and N ranks share it Ulysses-style: each node costs 1/N,
+    and each attention waits for four all-to-alls (q, k, v in, output back) of (N-1)/N of its per-rank bytes over
+    ``profile.link_gbs``."""
+    nodes = list(gm.graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    last_use = {n: max((index[u] for u in n.users), default=index[n]) for n in nodes}
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fakes = [_fake(mode, x) for x in example_inputs]
+    live_bytes = [0] * len(nodes)
+    recorder = _Recorder()
+    placeholders = {n: i for i, n in enumerate(gm.graph.find_nodes(op="placeholder"))}
+    weights = set(weight_inputs)
+    collective_ms = [0.0] * len(nodes)
+
+    class Interp(fx.Interpreter):
+        def run_node(self, n):
+            recorder.node = index[n]
+            if n.op == "call_function" and n.target in _SDPA:
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                out, moved = _sdpa(args, kwargs, recorder)
+                if sp_degree > 1:
+                    if not profile.link_gbs > 0:
+                        raise ValueError(f"device profile {profile.name} has no link_gbs: cannot estimate the "
+                                         f"all-to-alls of sequence parallelism; give a profile with link_gbs")
+                    per_rank = moved / sp_degree * (sp_degree - 1) / sp_degree
+                    collective_ms[index[n]] = per_rank / (profile.link_gbs * 1e9) * 1e3 \
+                        + 4 * profile.kernel_overhead_us / 1e3
+                return out
+            with recorder:
+                return super().run_node(n)
+
+    # Activation liveness: a storage is alive from the node that makes it to the last reader of any node holding
+    # it (views share their base's storage, so bytes are counted once per storage).
+    live: dict[int, int] = {}
+    end_of: dict[int, int] = {}
+    frees: dict[int, list[int]] = {}
+    interp = Interp(gm)
+    inputs = iter(fakes)
+    outputs: set[int] = set()
+    with mode:
+        for n in nodes:
+            if n.op == "output":
+                args, kwargs = interp.fetch_args_kwargs_from_env(n)
+                outputs = {_key(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
+                break
+            val = next(inputs) if n.op == "placeholder" else interp.run_node(n)
+            interp.env[n] = val
+            if not (n.op == "placeholder" and placeholders[n] in weights):
+                for t in tree_flatten(val)[0]:
+                    if isinstance(t, torch.Tensor):
+                        key = _key(t)
+                        live.setdefault(key, _storage_bytes(t))
+                        end = len(nodes) if n.op == "placeholder" else last_use[n]  # the caller holds inputs
+                        if end > end_of.get(key, -1):
+                            end_of[key] = end
+                            frees.setdefault(end, []).append(key)
+            live_bytes[index[n]] = sum(live.values()) // sp_degree
+            for key in frees.pop(index[n], []):
+                if end_of.get(key) == index[n]:
+                    live.pop(key, None)
+    compute = _charge(recorder.ops, outputs, profile, len(nodes))
+    node_ms = [c / sp_degree + coll for c, coll in zip(compute, collective_ms)]
+    flops = sum(op.flops for op in recorder.ops)
+    return GraphCosts(profile.name, tuple(node_ms), tuple(live_bytes), flops, tuple(collective_ms))
+
+
+def _storage_bytes(t: torch.Tensor) -> int:
+    try:
+        return int(t.untyped_storage().nbytes())
+    except (RuntimeError, TypeError, NotImplementedError):
+        return _nbytes(t)

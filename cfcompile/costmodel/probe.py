@@ -1,0 +1,81 @@
+"""Measure a GPU's profile: H2D bandwidth and per-copy latency as chunkflow copies, matmul and memory throughput.
+
+About a second on an H100. H2D copies go from ``cudaHostRegister``'ed memory through a UVA view on a side stream,
+back to back, at several sizes; a least-squares line ``time = latency + bytes / bandwidth`` over them is the
+size dependence the model uses. Efficiencies are measured against the built-in peak of the same GPU family when
+there is one (else the measured throughput is the peak and the efficiency 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .profiles import DeviceProfile, profile_for
+
+_COPY_SIZES = (2**20, 4 * 2**20, 16 * 2**20, 64 * 2**20)
+
+
+def _time_ms(fn, reps: int, stream=None) -> float:
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        start.record(stream)
+        for _ in range(reps):
+            fn()
+        end.record(stream)
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / reps)
+    return best
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least squares ``y = a + b * x``: (a, b)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - b * mx, b
+
+
+def probe_device(device) -> DeviceProfile:
+    from ..offload import _CudaArrayInterface, _pin, _unpin
+
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device)
+    with torch.cuda.device(device):
+        n = max(_COPY_SIZES)
+        host = torch.empty(n, dtype=torch.uint8)
+        _pin(host)
+        try:
+            src = torch.as_tensor(_CudaArrayInterface(host, host.data_ptr(), n), device=device)
+            dst = torch.empty(n, dtype=torch.uint8, device=device)
+            stream = torch.cuda.Stream(device)
+            times = []
+            with torch.cuda.stream(stream):
+                for size in _COPY_SIZES:
+                    reps = max(2, (64 * 2**20) // size)
+                    times.append(_time_ms(lambda s=size: dst[:s].copy_(src[:s], non_blocking=True), reps, stream))
+            del src
+        finally:
+            _unpin(host.data_ptr())
+        latency_ms, ms_per_byte = fit_line([float(s) for s in _COPY_SIZES], times)
+        h2d_gbs = 1 / ms_per_byte / 1e6
+
+        a = torch.randn(4096, 4096, device=device, dtype=torch.bfloat16)
+        b = torch.randn(4096, 8192, device=device, dtype=torch.bfloat16)
+        mm_tflops = 2 * 4096 * 4096 * 8192 / _time_ms(lambda: a @ b, 10) / 1e9
+        x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
+        y = torch.empty_like(x)
+        mem_gbs = 2 * x.numel() / _time_ms(lambda: y.copy_(x), 10) / 1e6
+        del a, b, x, y, dst
+    try:
+        ref = profile_for(name)
+        peak = dataclasses.replace(ref, source="probe")
+    except ValueError:
+        peak = DeviceProfile(name, matmul_tflops=mm_tflops, memory_gbs=mem_gbs, h2d_gbs=h2d_gbs, source="probe")
+    return dataclasses.replace(
+        peak, name=name, h2d_gbs=round(h2d_gbs, 2), h2d_latency_us=round(max(latency_ms, 0.0) * 1e3, 2),
+        matmul_efficiency=round(min(mm_tflops / peak.matmul_tflops, 1.0), 3),
+        memory_efficiency=round(min(mem_gbs / peak.memory_gbs, 1.0), 3), source="probe")

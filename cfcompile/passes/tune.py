@@ -1,0 +1,218 @@
+"""Choose residency, issue points and chunk size with the cost model.
+
+    resident_fraction=f   round(f * chunks) resident chunks, placed greedily where the model says they save most
+    memory_budget=B       chunk size, resident chunks and issue points that minimise the predicted step time while
+                          resident + arena + activations <= B
+    neither               nothing resident; issue points from the model
+
+The greedy step: simulate the call (`costmodel.model.simulate`), take the streamed group whose copy is most
+exposed (largest stall, then largest copy time minus the compute under it) and make one more of its chunks
+resident; with a budget, skip moves that would not fit. The streamed bytes end up spread over the step in
+proportion to the compute that hides them, not simply taken off the first blocks. Then, per group that still
+stalls, issue its prefetch one streamed group earlier while that lowers the predicted step time (at most
+`MAX_AUTO_DEPTH` ahead, within the budget): "as late as still hides the copy, as early as the arena allows".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Sequence
+
+from ..config import ChunkFlowConfig, format_bytes
+from ..costmodel.graph_costs import GraphCosts
+from ..costmodel.model import Prediction, StreamedGroup, simulate
+from ..costmodel.profiles import DeviceProfile
+from .analysis import WeightRead
+from .plan import Plan, _build, _layout, _Layout, _resident_counts, _Spec, _specs
+
+log = logging.getLogger(__name__)
+
+#: Chunk sizes tried under a memory budget when ``chunk_size="auto"``.
+CHUNK_CANDIDATES = (4 * 2**20, 8 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20)
+#: Deepest prefetch the model may choose with ``prefetch_depth="auto"``.
+MAX_AUTO_DEPTH = 3
+
+
+class BudgetError(ValueError):
+    pass
+
+
+class _Search:
+    """State of the greedy search for one chunk size."""
+
+    def __init__(self, specs: list[_Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
+                 fixed_depth: int | None):
+        self.specs, self.cum, self.profile, self.activations = specs, cumulative, profile, activations
+        self.fixed_depth = fixed_depth
+        self.counts = [0] * len(specs)
+        self.depths: dict[str, int] = {}
+
+    def evaluate(self, counts=None, depths=None) -> tuple[Prediction, _Layout]:
+        counts = self.counts if counts is None else counts
+        depths = self.depths if depths is None else depths
+        layout = _layout(self.specs, counts, depths, 1 if self.fixed_depth is None else self.fixed_depth)
+        groups = []
+        for j, i in enumerate(layout.streamed):
+            s = self.specs[i]
+            _, _, _, (a, b) = s.split(counts[i])
+            anchor = layout.anchors[j]
+            groups.append(StreamedGroup(s.key, s.first, self.specs[layout.streamed[anchor]].first
+                                        if anchor is not None else 0, b - a, s.copies(counts[i])))
+        pred = simulate(groups, self.cum, self.profile, resident_bytes=layout.resident_bytes,
+                        arena_bytes=layout.arena_bytes, activation_bytes=self.activations)
+        return pred, layout
+
+    def _ranked(self, pred: Prediction, layout: _Layout) -> list[tuple[int, int]]:
+        """(spec index, chunks to make resident) of streamed groups, most exposed first. The step closes half of
+        the group's exposed copy time (at least one chunk), so the search takes tens of moves, not thousands."""
+        order = []
+        for g, i in zip(pred.groups, layout.streamed):
+            excess_ms = max(g.stall_ms, g.copy_ms - g.cover_ms)
+            step = max(1, math.ceil(excess_ms * self.profile.h2d_gbs * 1e6 / self.specs[i].cs / 2))
+            order.append((-g.stall_ms, -(g.copy_ms - g.cover_ms), i, step))
+        return [(i, step) for *_, i, step in sorted(order)]
+
+    def add_residency(self, target: int | None, budget: int | None) -> None:
+        """Greedy moves of one resident chunk at a time, until ``target`` chunks are chosen, or (with a budget)
+        no stall is left or nothing more fits."""
+        pred, layout = self.evaluate()
+        blocked: set[int] = set()  # groups where even one more chunk did not fit: memory only grows from here
+        while True:
+            if target is not None and sum(self.counts) >= target:
+                return
+            if target is None and pred.stall_ms <= 1e-6:
+                return
+            moved = False
+            for i, step in self._ranked(pred, layout):
+                if i in blocked:
+                    continue
+                room = len(self.specs[i].chunk_ids) - self.counts[i]
+                if target is not None:  # a fixed number of chunks: one at a time places them best
+                    step = 1
+                for k in sorted({min(step, room), 1}, reverse=True):
+                    if k <= 0:
+                        continue
+                    trial = list(self.counts)
+                    trial[i] += k
+                    p, lay = self.evaluate(trial)
+                    if budget is not None and p.peak_bytes > budget:
+                        if k == 1:
+                            blocked.add(i)
+                        continue
+                    self.counts, pred, layout, moved = trial, p, lay, True
+                    break
+                if moved:
+                    break
+            if not moved:  # nothing fits, or every streamed group is resident already
+                return
+
+    def deepen(self, budget: int | None) -> None:
+        """Issue stalling prefetches earlier while the predicted step time improves (and the budget allows)."""
+        if self.fixed_depth is not None:
+            return
+        pred, layout = self.evaluate()
+        improved = True
+        while improved:
+            improved = False
+            for g, i in sorted(zip(pred.groups, layout.streamed), key=lambda t: -t[0].stall_ms):
+                if g.stall_ms <= 1e-6:
+                    break
+                key = self.specs[i].key
+                d = self.depths.get(key, 1)
+                if d >= MAX_AUTO_DEPTH:
+                    continue
+                trial = {**self.depths, key: d + 1}
+                p, lay = self.evaluate(depths=trial)
+                if p.step_ms < pred.step_ms * (1 - 1e-3) and (budget is None or p.peak_bytes <= budget):
+                    self.depths, pred, layout, improved = trial, p, lay, True
+                    break
+
+
+def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs: GraphCosts,
+                    profile: DeviceProfile, *, free_bytes: int | None = None) -> tuple[Plan, Prediction]:
+    """The plan the cost model prefers under ``config`` (see the module docstring) and its prediction.
+
+    ``free_bytes`` resolves ``memory_budget="auto"``."""
+    budget = config.memory_budget
+    if budget == "auto":
+        if free_bytes is None:
+            raise ValueError("memory_budget='auto' needs the free device memory, which is only known on a GPU; "
+                             "pass a number of bytes (e.g. '12GiB') instead")
+        budget = free_bytes
+    fixed_depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else None
+    cumulative = costs.cumulative()
+    activations = costs.peak_activation_bytes
+    if budget is None:
+        sizes = [config.effective_chunk_size]
+    else:
+        sizes = list(CHUNK_CANDIDATES) if config.chunk_size == "auto" else [config.chunk_size]
+
+    best = None
+    minimum = None
+    for cs in sizes:
+        specs = _specs(reads, cs)
+        search = _Search(specs, cumulative, profile, activations, fixed_depth)
+        base, _ = search.evaluate()
+        if budget is not None and base.peak_bytes > budget and fixed_depth is None:
+            # Double buffering does not fit: one block at a time (copies no longer overlap compute) may.
+            search = _Search(specs, cumulative, profile, activations, 0)
+            base, _ = search.evaluate()
+        if budget is not None and base.peak_bytes > budget:
+            minimum = base if minimum is None or base.peak_bytes < minimum.peak_bytes else minimum
+            continue
+        n_chunks = sum(len(s.chunk_ids) for s in specs)
+        if budget is None:
+            rf = config.effective_resident_fraction
+            target = round(rf * n_chunks)
+            # The same counts as without a model, placed by the model: how many per group it decides.
+            search.add_residency(target, None)
+            if sum(search.counts) < target:  # everything streamed is resident already
+                search.counts = _resident_counts([len(s.chunk_ids) for s in specs], rf)
+        else:
+            search.add_residency(None, budget)
+        search.deepen(budget)
+        pred, layout = search.evaluate()
+        key = (round(pred.step_ms, 3), pred.peak_bytes)
+        if best is None or key < best[0]:
+            chosen = sum(search.counts)
+            rf_used = chosen / n_chunks if budget is not None else config.effective_resident_fraction
+            depth = max([1 if search.fixed_depth is None else search.fixed_depth, *search.depths.values()])
+            best = (key, _build(specs, search.counts, layout, config, cs, rf_used, depth,
+                                budget if config.memory_budget is not None else None), pred)
+    if best is None:
+        assert minimum is not None
+        raise BudgetError(
+            f"memory_budget {format_bytes(budget)} is below what this graph needs with nothing resident: "
+            f"{format_bytes(minimum.peak_bytes)} (arena {format_bytes(minimum.arena_bytes)} for the largest blocks "
+            f"+ activations {format_bytes(minimum.activation_bytes)}, estimated); raise the budget "
+            f"to at least {format_bytes(minimum.peak_bytes)}, or shorten the sequence")
+    _, plan, pred = best
+    log.info("chunkflow: cost model (%s) chose chunk %s, %d of %d chunks resident, prefetch depth <= %d: predicted "
+             "%.2f ms per call (compute %.2f ms, stalls %.2f ms), peak %s", profile.name,
+             format_bytes(plan.chunk_size), sum(c.resident for c in plan.chunks), len(plan.chunks),
+             plan.prefetch_depth, pred.step_ms, pred.compute_ms, pred.stall_ms, format_bytes(pred.peak_bytes))
+    return plan, pred
+
+
+def predict_plan(plan: Plan, costs: GraphCosts, profile: DeviceProfile) -> Prediction:
+    """The model's prediction for an existing plan (e.g. one made without the model)."""
+    st = plan.streamed
+    groups = [StreamedGroup(g.key, g.first_use, st[g.issue_before].first_use if g.issue_before is not None else 0,
+                            g.streamed_bytes, len(g.copies)) for g in st]
+    return simulate(groups, costs.cumulative(), profile, resident_bytes=plan.total_resident_bytes,
+                    arena_bytes=plan.total_arena_bytes, activation_bytes=costs.peak_activation_bytes)
+
+
+def block_spans(plan: Plan, costs: GraphCosts) -> list[tuple[str, float, float]]:
+    """(group name, start, end) in compute-only ms: each group from its first read to the next group's first read
+    (the prologue before the first group and the epilogue after the last are blocks of their own)."""
+    cum = costs.cumulative()
+    firsts = sorted((g.first_use, g.key.rsplit(":", 1)[0]) for g in plan.groups)
+    out, prev = [], ("prologue", 0)
+    for first, name in firsts:
+        if cum[first] > cum[prev[1]] or prev[0] != "prologue":
+            out.append((prev[0], cum[prev[1]], cum[first]))
+        prev = (name, first)
+    out.append((prev[0], cum[prev[1]], cum[-1]))
+    return [b for b in out if b[2] > b[1]]
