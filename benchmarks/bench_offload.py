@@ -151,6 +151,8 @@ def main() -> int:
 
     def run_chunkflow(label, options):
         before = compiled_graphs()  # strong references: graphs compiled earlier stay distinguishable
+        # device memory held before this config (an earlier graph's arena still alive would show here)
+        allocated_before = torch.cuda.memory_allocated() / 2**30 if cuda else None
         # The backend function itself: works from a source checkout too (the "chunkflow" name needs pip install).
         fn = torch.compile(model, backend=chunkflow_backend, options=options)
         r = timer(lambda: fn(**inputs), iters=args.iters)
@@ -162,7 +164,7 @@ def main() -> int:
         err = (out - ref).abs().max().item() / ref.abs().max().item() if ref is not None else None
         floors = [x for x in (inductor_ms, streamed / (bw * 1e9) * 1e3 if bw else None) if x is not None]
         floor_ms = max(floors) if floors else None
-        record(label, r, graphs=len(new), streamed_gib=streamed / 2**30, arena_gib=plan.total_arena_bytes / 2**30,
+        record(label, r, graphs=len(new), allocated_before_gib=allocated_before, streamed_gib=streamed / 2**30, arena_gib=plan.total_arena_bytes / 2**30,
                resident_gib=plan.total_resident_bytes / 2**30,
                achieved_h2d_gbs=streamed / (r["step_ms"] / 1e3) / 1e9 if cuda else None, floor_ms=floor_ms,
                vs_floor=r["step_ms"] / floor_ms if floor_ms else None, rel_err_vs_inductor=err,

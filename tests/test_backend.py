@@ -82,7 +82,35 @@ def test_schedule_and_plan_in_dump(tmp_path):
     rows = [line.split() for line in table.splitlines()[2:]]
     for grp in {r[2] for r in rows if r[1] == "wait"}:
         ops = [r[1] for r in rows if r[2] == grp]
-        assert ops.index("prefetch") < ops.index("wait") < ops.index("first-read")
+        first_prefetch = next(i for i, op in enumerate(ops) if op.startswith("prefetch"))
+        assert first_prefetch < ops.index("wait") < ops.index("first-read")
+    assert (d / "timeline.json").exists()
+
+
+def test_wrap_around_prefetches_the_next_call_in_the_tail():
+    from cfcompile.runtime import ops
+
+    m, x, fn, out, code, eager, _ = compile_toy()
+    torch.testing.assert_close(out, eager)
+    g = compiled_graphs()[-1]
+    plan, layout = g.chunkflow_plan, g.chunkflow_layout
+    wrapped = [j for j, grp in enumerate(plan.streamed) if grp.wrap_before is not None]
+    assert wrapped[0] == 0  # the first streamed group, and those the cost model prefetches deeper
+    for j in wrapped:
+        slot = f"arg{layout.slots[j]}_1"
+        # at the start: copy only on the first call (phase 2); in the tail, after its release: the next call's
+        FileCheck().check(f"cfcompile.prefetch_.default({slot},").check(", 2)").check(
+            f"cfcompile.release_.default({slot},").check(f"cfcompile.prefetch_.default({slot},").check(", 1)").run(
+            code)
+    assert check_generated_order(code, list(layout.slots), clobbers(plan)) == []
+    keys = {(g.chunkflow_runtime.slots[j].data_ptr(), j) for j in wrapped}
+    assert keys <= ops._pending  # the first call's tail copied them for the next call
+    with torch.no_grad():
+        for _ in range(3):
+            torch.testing.assert_close(fn(x), eager)
+            assert keys <= ops._pending
+    off = [line for line in compile_toy({"wrap_around": False})[4].splitlines() if "cfcompile.prefetch_" in line]
+    assert off and all(line.rstrip().endswith(", 0)") for line in off)
 
 
 def test_resident_fraction_moves_bytes_from_arena_to_resident():

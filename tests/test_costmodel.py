@@ -142,3 +142,14 @@ def test_profiles_built_in_json_and_errors(tmp_path):
 def test_probe_line_fit():
     a, b = fit_line([1.0, 2.0, 4.0], [3.0, 5.0, 9.0])
     assert a == pytest.approx(1.0) and b == pytest.approx(2.0)
+
+
+def test_wrap_around_prefetch_runs_in_the_previous_call():
+    # 10 ms copy, 2 ms nodes. Without wrap-around it is issued at the start and stalls the read at node 2 by 6 ms.
+    plain = simulate([StreamedGroup("b", first=2, issue=0, bytes=100 * 10**6, copies=1)], cum(2, 2, 2, 2), TOY)
+    assert plain.step_ms == pytest.approx(14.0)
+    # Issued at node 3 of the previous call (2 ms before its end): 4 ms more of cover, 4 ms stall left.
+    wrapped = simulate([StreamedGroup("b", 2, 0, 100 * 10**6, 1, wrap_issue=3)], cum(2, 2, 2, 2), TOY)
+    (g,) = wrapped.groups
+    assert g.issue_ms == pytest.approx(-2.0) and g.stall_ms == pytest.approx(4.0)
+    assert wrapped.step_ms == pytest.approx(12.0)

@@ -26,16 +26,23 @@ def blocks(sizes_per_block: list[list[int]], span: int = 10) -> list[WeightRead]
 
 
 def live_overlaps(plan):
-    """Pairs of streamed groups that share arena bytes while both are live (issue point .. last read)."""
+    """Pairs of streamed groups that share arena bytes while both are live (issue point .. last read; a wrap-around
+    group also from its issue in the previous call's tail to the end of the call)."""
     st_ = plan.streamed
-    issue = [(st_[g.issue_before].first_use if g.issue_before is not None else -1) - 0.5 for g in st_]
+
+    def spans(g):
+        out = [((st_[g.issue_before].first_use if g.issue_before is not None else -1) - 0.5, g.last_use)]
+        if g.wrap_before is not None:
+            out.append((st_[g.wrap_before].first_use - 0.5, float("inf")))
+        return out
+
     bad = []
     for a in range(len(st_)):
         for b in range(a + 1, len(st_)):
             ga, gb = st_[a], st_[b]
             share = ga.arena_offset < gb.arena_offset + gb.streamed_bytes and \
                 gb.arena_offset < ga.arena_offset + ga.streamed_bytes
-            live = issue[b] <= ga.last_use and issue[a] <= gb.last_use
+            live = any(s1 <= e2 and s2 <= e1 for s1, e1 in spans(ga) for s2, e2 in spans(gb))
             if share and live:
                 bad.append((ga.key, gb.key))
     return bad
@@ -48,9 +55,15 @@ def test_streaming_everything_double_buffers():
     assert plan.streamed_bytes == 6 * 4096 and plan.total_resident_bytes == 0
     assert plan.total_arena_bytes == 2 * 4096            # depth 1: a ring of two block regions
     assert [g.issue_before for g in plan.streamed] == [None, 0, 1, 2, 3, 4]
+    # wrap-around: block 0 of the next call is prefetched before the wait of block 5, into block 4's region
+    assert [g.wrap_before for g in plan.streamed] == [5, None, None, None, None, None]
     assert not live_overlaps(plan)
+    assert plan.streamed[0].arena_offset == plan.streamed[4].arena_offset
     deeper = make_plan(reads, ChunkFlowConfig(chunk_size=1024, prefetch_depth=2))
     assert deeper.total_arena_bytes == 3 * 4096 and not live_overlaps(deeper)
+    assert [g.wrap_before for g in deeper.streamed] == [4, 5, None, None, None, None]
+    no_wrap = make_plan(reads, ChunkFlowConfig(chunk_size=1024, wrap_around=False))
+    assert all(g.wrap_before is None for g in no_wrap.streamed) and no_wrap.total_arena_bytes == 2 * 4096
     assert make_plan(reads, ChunkFlowConfig(chunk_size=1024, prefetch_depth=0)).total_arena_bytes == 4096
 
 
@@ -117,10 +130,12 @@ def test_plan_is_deterministic():
 @settings(max_examples=60, deadline=None)
 @given(sizes=st.lists(st.lists(st.integers(4, 20000).map(lambda n: n // 4 * 4), min_size=1, max_size=5),
                       min_size=1, max_size=8),
-       chunk=st.sampled_from([256, 1024, 4096, 65536]), fraction=st.floats(0, 1), depth=st.integers(0, 3))
-def test_live_groups_never_share_arena_bytes(sizes, chunk, fraction, depth):
+       chunk=st.sampled_from([256, 1024, 4096, 65536]), fraction=st.floats(0, 1), depth=st.integers(0, 3),
+       wrap=st.booleans())
+def test_live_groups_never_share_arena_bytes(sizes, chunk, fraction, depth, wrap):
     reads = blocks(sizes)
-    plan = make_plan(reads, ChunkFlowConfig(chunk_size=chunk, resident_fraction=fraction, prefetch_depth=depth))
+    plan = make_plan(reads, ChunkFlowConfig(chunk_size=chunk, resident_fraction=fraction, prefetch_depth=depth,
+                                            wrap_around=wrap))
     assert not live_overlaps(plan)
     n = len(plan.chunks)
     # round(fraction * n) chunks are chosen; those holding part of a weight that straddles the boundary are

@@ -1,5 +1,7 @@
 """The model-driven planner: residency under a count or a budget, issue points, chunk size, infeasible budgets."""
 
+import dataclasses
+
 import pytest
 
 from cfcompile import ChunkFlowConfig
@@ -29,7 +31,8 @@ def test_hidden_blocks_need_no_residency_and_stalls_are_fixed_first():
     # 6 blocks of 4 x 1 KiB; copies take 4.096 us. Blocks 0..4 compute 10 us, block 2 only 1 us.
     reads = blocks([[1024] * 4] * 6, span=SPAN)
     c = costs([0.010, 0.010, 0.001, 0.010, 0.010, 0.010])
-    plan, pred = plan_with_model(reads, ChunkFlowConfig(chunk_size=1024, memory_budget=10**6), c, PROFILE)
+    config = ChunkFlowConfig(chunk_size=1024, memory_budget=10**6, prefetch_depth=1, wrap_around=False)
+    plan, pred = plan_with_model(reads, config, c, PROFILE)
     # Under a generous budget the search stops once nothing stalls; only blocks whose copy was exposed got chunks:
     # block 0 (nothing to hide its copy at the start) and block 3 (its copy runs under block 2's 1 us).
     assert pred.stall_ms == pytest.approx(0.0, abs=1e-9)
@@ -37,6 +40,11 @@ def test_hidden_blocks_need_no_residency_and_stalls_are_fixed_first():
     assert resident["blocks.0"] == 4096 and resident["blocks.3"] > 0
     assert resident["blocks.1"] == resident["blocks.2"] == resident["blocks.4"] == resident["blocks.5"] == 0
     assert pred.peak_bytes <= 10**6 and not live_overlaps(plan)
+    # With wrap-around block 0's copy hides under the previous call's last block: it needs no residency
+    wrapped, pw = plan_with_model(reads, dataclasses.replace(config, wrap_around=True), c, PROFILE)
+    assert pw.stall_ms == pytest.approx(0.0, abs=1e-9)
+    assert wrapped.groups[0].resident_bytes == 0 and wrapped.groups[0].streamed_bytes == 4096
+    assert wrapped.total_resident_bytes < plan.total_resident_bytes and not live_overlaps(wrapped)
 
 
 def test_resident_fraction_spreads_streamed_bytes_over_compute():

@@ -110,36 +110,57 @@ class StreamedGroup:
     issue: int              # node index of its issue point (0 = start of the graph)
     bytes: int
     copies: int
+    wrap_issue: int | None = None   # wrap-around: node index of the issue point in the previous call's tail
 
 
 def simulate(groups: Sequence[StreamedGroup], cumulative_ms: Sequence[float], profile: DeviceProfile, *,
              resident_bytes: int = 0, arena_bytes: int = 0, activation_bytes: int = 0) -> Prediction:
-    """Predict one call. ``cumulative_ms[i]`` is the compute time of the nodes before node ``i``;
-    ``groups`` are in `Plan.streamed` order (event ids)."""
-    total = cumulative_ms[-1]
-    # Events in graph order; at one node the pass puts prefetches before waits.
-    events = sorted([(g.issue, 0, j) for j, g in enumerate(groups)] + [(g.first, 1, j) for j, g in enumerate(groups)])
-    firsts = sorted({g.first for g in groups})
-    next_first = {f: (firsts[k + 1] if k + 1 < len(firsts) else len(cumulative_ms) - 1) for k, f in enumerate(firsts)}
+    """Predict one call in the steady state. ``cumulative_ms[i]`` is the compute time of the nodes before node
+    ``i``; ``groups`` are in `Plan.streamed` order (event ids).
+
+    With wrap-around two calls are played back to back: the first copies the wrapped groups at its start (nothing
+    was prefetched for it), its tail prefetches them for the second, and the second is the one reported (times
+    relative to its start; a copy issued in the previous call starts before 0)."""
+    n_nodes, total = len(cumulative_ms) - 1, cumulative_ms[-1]
+    calls = 2 if any(g.wrap_issue is not None for g in groups) else 1
+    events = []  # (global node, 0 = issue / 1 = wait, group, the call the copy is for)
+    for c in range(calls):
+        base = c * (n_nodes + 1)
+        for j, g in enumerate(groups):
+            events.append((base + g.first, 1, j, c))
+            if g.wrap_issue is None:
+                events.append((base + g.issue, 0, j, c))
+            elif c == 0:
+                events.append((base + 0, 0, j, c))      # first call: copied at its start
+            if g.wrap_issue is not None and c + 1 < calls:
+                events.append((base + g.wrap_issue, 0, j, c + 1))
+    events.sort()
     stall = 0.0
     copy_free = 0.0
     issue_t, start_t, done_t, wait_t, stalls = {}, {}, {}, {}, {}
-    for node, kind, j in events:
-        now = cumulative_ms[node] + stall
+    for pos, kind, j, c in events:
+        call, node = divmod(pos, n_nodes + 1)
+        now = call * total + cumulative_ms[node] + stall
         g = groups[j]
         if kind == 0:
-            start_t[j] = max(copy_free, now)
-            issue_t[j] = now
-            copy_free = done_t[j] = start_t[j] + profile.copy_ms(g.bytes, g.copies)
+            start_t[j, c] = max(copy_free, now)
+            issue_t[j, c] = now
+            copy_free = done_t[j, c] = start_t[j, c] + profile.copy_ms(g.bytes, g.copies)
         else:
-            wait_t[j] = now
-            stalls[j] = max(0.0, done_t[j] - now)
-            stall += stalls[j]
+            wait_t[j, c] = now
+            stalls[j, c] = max(0.0, done_t[j, c] - now)
+            stall += stalls[j, c]
+    last = calls - 1
+    t0 = last * total + sum(stalls[j, c] for (j, c) in stalls if c < last)   # start of the reported call
+    step_stall = sum(stalls[j, last] for j in range(len(groups)))
+    firsts = sorted({g.first for g in groups})
+    next_first = {f: (firsts[k + 1] if k + 1 < len(firsts) else n_nodes) for k, f in enumerate(firsts)}
     out = []
     for j, g in enumerate(groups):
         nxt = next_first[g.first]
         out.append(GroupPrediction(j, g.key, g.bytes, g.copies, cumulative_ms[nxt] - cumulative_ms[g.first],
-                                   profile.copy_ms(g.bytes, g.copies), issue_t[j], start_t[j], done_t[j], wait_t[j],
-                                   stalls[j]))
-    return Prediction(profile.name, total + stall, total, sum(p.copy_ms for p in out), stall, resident_bytes,
-                      arena_bytes, activation_bytes, tuple(out))
+                                   profile.copy_ms(g.bytes, g.copies), issue_t[j, last] - t0,
+                                   start_t[j, last] - t0, done_t[j, last] - t0, wait_t[j, last] - t0,
+                                   stalls[j, last]))
+    return Prediction(profile.name, total + step_stall, total, sum(p.copy_ms for p in out), step_stall,
+                      resident_bytes, arena_bytes, activation_bytes, tuple(out))

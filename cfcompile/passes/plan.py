@@ -13,7 +13,9 @@ proportion to their size (largest remainder). A weight that crosses the resident
 (it must be contiguous), so the chunk it starts in is streamed too and counts as such (at most one per group).
 
 Issue points: with ``prefetch_depth = d`` the prefetch of the j-th streamed group is issued right before the wait
-of the (j-d)-th (or at the start of the graph for the first d). A group occupies its arena bytes from its issue
+of the (j-d)-th (or at the start of the graph for the first d). With ``wrap_around`` those first d are prefetched
+for the next call in the tail of this one, before the wait of the (n+j-d)-th; the first call copies them at its
+start. A group occupies its arena bytes from its issue
 point to its last read; offsets are assigned first-fit over those intervals, which gives a ring of d+1 regions for a
 chain of equal blocks.
 """
@@ -65,6 +67,8 @@ class GroupPlan:
     copies: tuple[Copy, ...]
     issue_before: int | None            # index into Plan.streamed of the group whose wait the prefetch precedes;
     #                                     None = at the start of the graph
+    wrap_before: int | None = None      # wrap-around: the prefetch for the *next* call is issued before this
+    #                                     streamed group's wait, in the tail of this call (None = no wrap-around)
 
     @property
     def streamed_bytes(self) -> int:
@@ -142,18 +146,21 @@ def _resident_counts(sizes: list[int], fraction: float) -> list[int]:
     return counts
 
 
-def _first_fit(intervals: list[tuple[float, int, int, str]]) -> tuple[list[int], dict[str, int]]:
-    """Offsets for (start, end, nbytes, arena) intervals, processed in order; bytes only shared when disjoint."""
-    placed: list[tuple[float, int, int, int, str]] = []   # (start, end, offset, nbytes, arena)
+def _first_fit(items: list[tuple[list[tuple[float, float]], int, str]]) -> tuple[list[int], dict[str, int]]:
+    """Offsets for (live intervals, nbytes, arena) items, processed in order; bytes only shared by items whose
+    intervals are disjoint. (A wrap-around group is live twice: from its issue in the previous call's tail to the
+    end of the call, and from the start of the call to its last read.)"""
+    placed: list[tuple[list[tuple[float, float]], int, int, str]] = []   # (intervals, offset, nbytes, arena)
     offsets, sizes = [], {}
-    for start, end, nbytes, arena in intervals:
-        live = sorted((o, o + n) for s, e, o, n, a in placed if a == arena and s <= end and start <= e)
+    for spans, nbytes, arena in items:
+        live = sorted((o, o + n) for sp, o, n, a in placed if a == arena and
+                      any(s <= e2 and s2 <= e for s, e in spans for s2, e2 in sp))
         offset = 0
         for lo, hi in live:
             if offset + nbytes <= lo:
                 break
             offset = max(offset, _align(hi))
-        placed.append((start, end, offset, nbytes, arena))
+        placed.append((spans, offset, nbytes, arena))
         offsets.append(offset)
         sizes[arena] = max(sizes.get(arena, 0), offset + nbytes)
     return offsets, sizes
@@ -197,6 +204,7 @@ class _Layout:
 
     streamed: list[int]                 # spec indices with bytes to stream, in first-use order
     anchors: list[int | None]           # per streamed group: index into `streamed` whose wait it precedes
+    wraps: list[int | None]             # per streamed group: the same in the previous call's tail (wrap-around)
     offsets: list[int]
     arena_sizes: dict[str, int]
     resident_sizes: dict[str, int]
@@ -210,7 +218,8 @@ class _Layout:
         return sum(self.resident_sizes.values())
 
 
-def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], default_depth: int) -> _Layout:
+def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], default_depth: int,
+            wrap: bool = False) -> _Layout:
     resident_sizes: dict[str, int] = {}
     streamed = []
     for i, (s, n) in enumerate(zip(specs, counts)):
@@ -219,16 +228,24 @@ def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], defau
             resident_sizes[s.dtype] = _align(resident_sizes.get(s.dtype, 0) + rr[1] - rr[0])
         if st:
             streamed.append(i)
-    anchors, intervals = [], []
+    anchors, wraps, items = [], [], []
+    n = len(streamed)
     for j, i in enumerate(streamed):
         d = depths.get(specs[i].key, default_depth)
         anchor = j - d if j >= d else None
+        # Wrap-around: a group with nothing to hide its copy in this call is prefetched in the tail of the previous
+        # one, as far ahead as it would be otherwise (before the wait of the group d - j from the end).
+        wrap_anchor = n + j - d if wrap and anchor is None and d > 0 and n + j - d > j else None
         anchors.append(anchor)
+        wraps.append(wrap_anchor)
         issue = (specs[streamed[anchor]].first if anchor is not None else -1) - 0.5
+        spans = [(issue, specs[i].last)]
+        if wrap_anchor is not None:
+            spans.append((specs[streamed[wrap_anchor]].first - 0.5, math.inf))
         _, _, _, (a, b) = specs[i].split(counts[i])
-        intervals.append((issue, specs[i].last, _align(b - a), specs[i].dtype))
-    offsets, arena_sizes = _first_fit(intervals)
-    return _Layout(streamed, anchors, offsets, arena_sizes, resident_sizes)
+        items.append((spans, _align(b - a), specs[i].dtype))
+    offsets, arena_sizes = _first_fit(items)
+    return _Layout(streamed, anchors, wraps, offsets, arena_sizes, resident_sizes)
 
 
 def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: ChunkFlowConfig, cs: int,
@@ -263,7 +280,8 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
             key=s.key, dtype=s.dtype, first_use=s.first, last_use=s.last,
             chunks=tuple(range(first_chunk, len(chunks))), resident_range=rr, resident_offset=res_offsets.get(i, -1),
             stream_range=sr, arena_offset=arena_offset, copies=tuple(copies),
-            issue_before=layout.anchors[j] if j is not None else None))
+            issue_before=layout.anchors[j] if j is not None else None,
+            wrap_before=layout.wraps[j] if j is not None else None))
         resident_ids = {id(r) for r in resident}
         for r in s.reads:
             if id(r) in resident_ids:
@@ -293,4 +311,4 @@ def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
     rf = config.effective_resident_fraction
     counts = _resident_counts([len(s.chunk_ids) for s in specs], rf)
     depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 1
-    return _build(specs, counts, _layout(specs, counts, {}, depth), config, cs, rf, depth, None)
+    return _build(specs, counts, _layout(specs, counts, {}, depth, config.wrap_around), config, cs, rf, depth, None)

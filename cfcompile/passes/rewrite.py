@@ -114,8 +114,21 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                 f"chunkflow: group {g.key} is read while a group sharing its arena bytes is still live; the graph "
                 f"reads its weights in an order the plan did not expect; please report it with the dump "
                 f"(options={{'dump': DIR}}).")
-    check_arena_lifetimes(plan, {j: pos[n] for j, n in issue_at.items()},
-                          {j: pos[last_user[streamed[j].key]] for j in issue_at})
+    # Wrap-around: the prefetch of a wrapped group for the *next* call goes before the wait its plan names, in this
+    # call's tail, and after the last read of every group whose bytes it overwrites (its own included).
+    output = next(iter(graph.find_nodes(op="output")))
+    tail_at: dict[int, fx.Node] = {}
+    for j, g in enumerate(streamed):
+        if g.wrap_before is None or j not in issue_at:
+            continue
+        at = first_user.get(streamed[g.wrap_before].key, output)
+        for k, gk in enumerate(streamed):
+            if gk.key in last_user and (k == j or _overlap(gk, g)) and pos[last_user[gk.key]] >= pos[at]:
+                at = last_user[gk.key].next
+        tail_at[j] = at
+    end = len(pos)
+    check_arena_lifetimes(plan, {j: [(pos[n], pos[last_user[streamed[j].key]])] +
+                                 ([(pos[tail_at[j]], end)] if j in tail_at else []) for j, n in issue_at.items()})
 
     def node(target, args, val=None) -> fx.Node:
         n = graph.call_function(target, args)
@@ -130,25 +143,33 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
             fake = aten.as_strided.default(slot_val, *args[1:])
         return node(aten.as_strided.default, args, fake)
 
-    issue_order = sorted(issue_at, key=lambda j: (pos[issue_at[j]], j))
-    rank = {j: i for i, j in enumerate(issue_order)}
+    # Prefetch items in graph order: (node, 0 = this call / 1 = next call, group). A wrapped group's in-call item
+    # copies only on the first call (phase 2); its tail item copies for the next call (phase 1).
+    items = sorted([(pos[n], 0, j) for j, n in issue_at.items()] + [(pos[n], 1, j) for j, n in tail_at.items()])
+    where = {**{(0, j): issue_at[j] for j in issue_at}, **{(1, j): tail_at[j] for j in tail_at}}
 
-    def fences(j: int) -> list[fx.Node]:
-        """Slots whose order prefetch j keeps: those it overwrites, the previous prefetch's, its issue point's."""
-        g = streamed[j]
-        ks = {k for k in issue_order[:rank[j]] if _overlap(streamed[k], g)}
-        if rank[j]:
-            ks.add(issue_order[rank[j] - 1])
-        if g.issue_before in issue_at and g.issue_before != j:
-            ks.add(g.issue_before)
+    def overwrites(i: int) -> set[int]:
+        """Groups whose bytes prefetch item ``i`` overwrites: earlier items' groups sharing its arena bytes."""
+        g = streamed[items[i][2]]
+        return {k for _, _, k in items[:i] if _overlap(streamed[k], g)}
+
+    def fences(i: int) -> list[fx.Node]:
+        """Slots whose order prefetch item i keeps: those it overwrites, the previous item's, its issue point's."""
+        _, nxt, j = items[i]
+        ks = overwrites(i)
+        if i:
+            ks.add(items[i - 1][2])
+        anchor = streamed[j].wrap_before if nxt else streamed[j].issue_before
+        if anchor is not None and streamed[anchor].key in first_user and anchor != j:
+            ks.add(anchor)
         return [placeholders[layout.slots[k]] for k in sorted(ks)]
 
     ops_before: dict[fx.Node, list] = {}
-    for j in issue_order:
-        ops_before.setdefault(issue_at[j], []).append(("prefetch", j))
+    for i, (_, nxt, j) in enumerate(items):
+        ops_before.setdefault(where[nxt, j], []).append(("prefetch", j, i))
     for j, g in enumerate(streamed):
         if g.key in first_user:
-            ops_before.setdefault(first_user[g.key], []).append(("wait", j))
+            ops_before.setdefault(first_user[g.key], []).append(("wait", j, None))
 
     schedule: list[dict] = []
     replaced = 0
@@ -161,17 +182,19 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                     replaced += 1
     for target, ops in sorted(ops_before.items(), key=lambda kv: pos[kv[0]]):
         with graph.inserting_before(target):
-            for kind, j in ops:
+            for kind, j, i in ops:
                 g = streamed[j]
                 slot = placeholders[layout.slots[j]]
                 row = dict(op=kind, group=g.key, chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes)
                 if kind == "prefetch":
+                    phase = 1 if items[i][1] else (2 if j in tail_at else 0)
+                    row["op"] = ("prefetch", "prefetch-next-call", "prefetch-if-first-call")[phase]
                     item = slot.meta["val"].element_size()
                     base = g.stream_range[0]
                     n = node(torch.ops.cfcompile.prefetch_.default, (
-                        slot, fences(j), placeholders[layout.hosts[j]],
+                        slot, fences(i), placeholders[layout.hosts[j]],
                         [c.src_offset // item for c in g.copies], [(c.src_offset - base) // item for c in g.copies],
-                        [c.nbytes // item for c in g.copies], j, overlap))
+                        [c.nbytes // item for c in g.copies], j, overlap, phase))
                 else:
                     n = node(torch.ops.cfcompile.wait_.default, (slot, j, overlap))
                     for w, ph in reads[g.key]:
@@ -180,7 +203,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                             replaced += 1
                 schedule.append(dict(node=n.name, **row))
     # A release after the last read of each streamed group that a later prefetch overwrites.
-    overwritten = {k for j in issue_at for k in issue_order[:rank[j]] if _overlap(streamed[k], streamed[j])}
+    overwritten = set().union(*(overwrites(i) for i in range(len(items))))
     for k in sorted(overwritten):
         g = streamed[k]
         with graph.inserting_after(last_user[g.key]):
@@ -199,7 +222,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         row["prediction"] = by_key.get(row["group"]) if row["op"] == "wait" else None
     in_use = 0
     for row in schedule:
-        if row["op"] == "prefetch":
+        if row["op"].startswith("prefetch"):
             in_use += row["bytes"]
         elif row["op"] == "last-read" and row["group"] in index_of:
             in_use -= streamed[index_of[row["group"]]].streamed_bytes
@@ -211,10 +234,15 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
     return schedule
 
 
-def clobbers(plan: Plan) -> dict[int, list[int]]:
-    """For each streamed group j, the earlier streamed groups whose arena bytes its prefetch overwrites."""
+def clobbers(plan: Plan) -> dict:
+    """For each streamed group j, the earlier streamed groups whose arena bytes its prefetch overwrites; and for
+    each wrapped group, under the key ``("next", j)``, the groups its prefetch for the next call overwrites (every
+    group sharing its bytes, itself included: the tail comes after all of them)."""
     st = plan.streamed
-    return {j: [k for k in range(j) if _overlap(st[k], st[j])] for j in range(len(st))}
+    out: dict = {j: [k for k in range(j) if _overlap(st[k], st[j])] for j in range(len(st))}
+    out.update({("next", j): [k for k in range(len(st)) if _overlap(st[k], st[j])]
+                for j in range(len(st)) if st[j].wrap_before is not None})
+    return out
 
 
 def _is_view(n: fx.Node) -> bool:
@@ -243,10 +271,11 @@ def _overlap(a, b) -> bool:
     return a.dtype == b.dtype and a.arena_offset < b.arena_offset + b.streamed_bytes and b.arena_offset < a.arena_offset + a.streamed_bytes
 
 
-def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[int, int]) -> None:
-    """No two streamed groups may hold the same arena bytes while both are live (issue point .. last read)."""
+def check_arena_lifetimes(plan: Plan, spans: dict[int, list[tuple[int, int]]]) -> None:
+    """No two streamed groups may hold the same arena bytes while both are live. ``spans[j]``: graph positions
+    (issue node, last read), plus (tail issue node, end) for a wrapped group's copy for the next call."""
     streamed = plan.streamed
-    live = sorted(issue_pos)
+    live = sorted(spans)
     for a_i, a in enumerate(live):
         ga = streamed[a]
         for b in live[a_i + 1:]:
@@ -255,12 +284,14 @@ def check_arena_lifetimes(plan: Plan, issue_pos: dict[int, int], last_pos: dict[
                 continue
             # Prefetches are inserted before their issue node and reads sit at their nodes: disjoint iff one's
             # last read comes strictly before the other's issue node.
-            if not (last_pos[a] < issue_pos[b] or last_pos[b] < issue_pos[a]):
-                raise ArenaLifetimeError(
-                    f"chunkflow: groups {ga.key} and {gb.key} share arena bytes but are live at the same time in "
-                    f"the post-grad graph (issue {issue_pos[a]}..{last_pos[a]} vs {issue_pos[b]}..{last_pos[b]}); "
-                    f"the graph reads its weights in an order the plan did not expect; please report it with the "
-                    f"dump (options={{'dump': DIR}}).")
+            for s_a, e_a in spans[a]:
+                for s_b, e_b in spans[b]:
+                    if not (e_a < s_b or e_b < s_a):
+                        raise ArenaLifetimeError(
+                            f"chunkflow: groups {ga.key} and {gb.key} share arena bytes but are live at the same "
+                            f"time in the post-grad graph ({s_a}..{e_a} vs {s_b}..{e_b}); the graph reads its "
+                            f"weights in an order the plan did not expect; please report it with the dump "
+                            f"(options={{'dump': DIR}}), or pass wrap_around=False.")
 
 
 _SOURCES = tuple(str(p) for p in sorted(Path(__file__).parent.parent.rglob("*.py")))

@@ -42,8 +42,9 @@ class _Search:
     """State of the greedy search for one chunk size."""
 
     def __init__(self, specs: list[_Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
-                 fixed_depth: int | None):
+                 fixed_depth: int | None, wrap: bool):
         self.specs, self.cum, self.profile, self.activations = specs, cumulative, profile, activations
+        self.wrap = wrap
         self.fixed_depth = fixed_depth
         self.counts = [0] * len(specs)
         self.depths: dict[str, int] = {}
@@ -51,14 +52,15 @@ class _Search:
     def evaluate(self, counts=None, depths=None) -> tuple[Prediction, _Layout]:
         counts = self.counts if counts is None else counts
         depths = self.depths if depths is None else depths
-        layout = _layout(self.specs, counts, depths, 1 if self.fixed_depth is None else self.fixed_depth)
+        layout = _layout(self.specs, counts, depths, 1 if self.fixed_depth is None else self.fixed_depth, self.wrap)
         groups = []
         for j, i in enumerate(layout.streamed):
             s = self.specs[i]
             _, _, _, (a, b) = s.split(counts[i])
-            anchor = layout.anchors[j]
+            anchor, wrap = layout.anchors[j], layout.wraps[j]
             groups.append(StreamedGroup(s.key, s.first, self.specs[layout.streamed[anchor]].first
-                                        if anchor is not None else 0, b - a, s.copies(counts[i])))
+                                        if anchor is not None else 0, b - a, s.copies(counts[i]),
+                                        self.specs[layout.streamed[wrap]].first if wrap is not None else None))
         pred = simulate(groups, self.cum, self.profile, resident_bytes=layout.resident_bytes,
                         arena_bytes=layout.arena_bytes, activation_bytes=self.activations)
         return pred, layout
@@ -152,11 +154,11 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
     minimum = None
     for cs in sizes:
         specs = _specs(reads, cs)
-        search = _Search(specs, cumulative, profile, activations, fixed_depth)
+        search = _Search(specs, cumulative, profile, activations, fixed_depth, config.wrap_around)
         base, _ = search.evaluate()
         if budget is not None and base.peak_bytes > budget and fixed_depth is None:
             # Double buffering does not fit: one block at a time (copies no longer overlap compute) may.
-            search = _Search(specs, cumulative, profile, activations, 0)
+            search = _Search(specs, cumulative, profile, activations, 0, config.wrap_around)
             base, _ = search.evaluate()
         if budget is not None and base.peak_bytes > budget:
             minimum = base if minimum is None or base.peak_bytes < minimum.peak_bytes else minimum
@@ -199,7 +201,8 @@ def predict_plan(plan: Plan, costs: GraphCosts, profile: DeviceProfile) -> Predi
     """The model's prediction for an existing plan (e.g. one made without the model)."""
     st = plan.streamed
     groups = [StreamedGroup(g.key, g.first_use, st[g.issue_before].first_use if g.issue_before is not None else 0,
-                            g.streamed_bytes, len(g.copies)) for g in st]
+                            g.streamed_bytes, len(g.copies),
+                            st[g.wrap_before].first_use if g.wrap_before is not None else None) for g in st]
     return simulate(groups, costs.cumulative(), profile, resident_bytes=plan.total_resident_bytes,
                     arena_bytes=plan.total_arena_bytes, activation_bytes=costs.peak_activation_bytes)
 

@@ -2,7 +2,8 @@
 
 Each streamed slot is a graph input ``argN_1``. In the generated ``call()`` the slot's prefetch must come first,
 then its wait, and only then any other line that reads it (a kernel call or a ``reinterpret_tensor`` of it); and no
-line may read it after the prefetch of a slot that overwrites its bytes. The fence arguments of prefetches are not
+line may read it after the prefetch of a slot that overwrites its bytes (a wrap-around prefetch for the next call,
+the one whose last argument is ``1``, overwrites its own slot too). The fence arguments of prefetches are not
 reads.
 """
 
@@ -21,10 +22,12 @@ def check_generated_order(code: str, slot_inputs: list[int],
     lines = lines[:end]
     errors = []
     overwritten_at: dict[int, int] = {}  # slot index -> first line of a prefetch that overwrites it
-    for j, ks in (clobbers or {}).items():
-        name = f"arg{slot_inputs[j]}_1"
+    for key, ks in (clobbers or {}).items():
+        tail = isinstance(key, tuple)  # ("next", j): the wrap-around prefetch for the next call
+        name = f"arg{slot_inputs[key[1] if tail else key]}_1"
         line = next((i for i, l in enumerate(lines)
-                     if l.strip().startswith(f"torch.ops.cfcompile.prefetch_.default({name},")), None)
+                     if l.strip().startswith(f"torch.ops.cfcompile.prefetch_.default({name},")
+                     and _is_tail(l) == tail), None)
         for k in ks:
             if line is not None:
                 overwritten_at[k] = min(overwritten_at.get(k, line), line)
@@ -39,7 +42,7 @@ def check_generated_order(code: str, slot_inputs: list[int],
             if stripped.startswith("torch.ops.cfcompile.prefetch_"):
                 # ``prefetch_(slot, [fences], ...)``: the first argument is the slot being written.
                 first_arg = stripped.split("(", 1)[1].split(",", 1)[0].strip()
-                if first_arg == name and prefetch is None:
+                if first_arg == name and prefetch is None and not _is_tail(stripped):
                     prefetch = i
                 continue
             if stripped.startswith("torch.ops.cfcompile.wait_"):
@@ -55,3 +58,8 @@ def check_generated_order(code: str, slot_inputs: list[int],
                 errors.append(f"slot {j} ({name}): read at line {i} after a prefetch overwrote it at line "
                               f"{overwritten_at[j]}: {stripped[:120]}")
     return errors
+
+
+def _is_tail(line: str) -> bool:
+    """A prefetch for the next call: phase 1, the op's last argument (after ``overlap``)."""
+    return re.search(r"(True|False),\s*1\)\s*$", line.strip()) is not None

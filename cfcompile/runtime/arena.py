@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import weakref
 
 import torch
 
 from ..config import format_bytes
 from ..offload import _CudaArrayInterface
 from ..passes.plan import Plan
+from .ops import forget_slots
 
 
 def alias(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
@@ -61,6 +63,8 @@ class GraphRuntime:
                 self.residents.append(dst)
         if device.type == "cuda":
             torch.cuda.current_stream(device).synchronize()
+        # Wrap-around state is keyed by slot address: forget it when this arena goes, before the address is reused.
+        weakref.finalize(self, forget_slots, [t.data_ptr() for t in self.slots])
 
     @property
     def inputs(self) -> list[torch.Tensor]:

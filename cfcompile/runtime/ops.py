@@ -1,7 +1,9 @@
 """The two custom ops the chunkflow pass inserts, and the copy stream they share.
 
-``cfcompile::prefetch_(slot, fences, src, src_offsets, dst_offsets, numels, event)``
-    Copy ``src[so:so+n] -> slot[do:do+n]`` for each chunk. On CUDA the copies go on the device's copy stream,
+``cfcompile::prefetch_(slot, fences, src, src_offsets, dst_offsets, numels, event, overlap, phase)``
+    Copy ``src[so:so+n] -> slot[do:do+n]`` for each chunk. ``phase`` is for wrap-around: 1 = in the tail of a call,
+    for the next call (remembered as pending); 2 = at the start of a call, only if no tail copied it (the first call,
+    or after a call that stopped early); 0 = always. On CUDA the copies go on the device's copy stream,
     which first waits for everything issued so far on the current stream (the arena bytes being overwritten were
     read by that work), and then records ``event``. On the CPU the copies are synchronous.
 ``cfcompile::wait_(slot, event)``
@@ -48,9 +50,25 @@ def _event(slot: torch.Tensor, event: int) -> torch.cuda.Event:
     return ev
 
 
+_pending: set[tuple[int, int]] = set()   # (slot pointer, event) copied by a previous call's tail (wrap-around)
+
+
+def forget_slots(pointers: list[int]) -> None:
+    """Drop wrap-around state of slots whose memory is being freed (the next arena at that address is new)."""
+    ptrs = set(pointers)
+    _pending.difference_update({k for k in _pending if k[0] in ptrs})
+
+
 @torch.library.custom_op("cfcompile::prefetch_", mutates_args=("slot", "fences"))
 def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor, src_offsets: list[int],
-              dst_offsets: list[int], numels: list[int], event: int, overlap: bool = True) -> None:
+              dst_offsets: list[int], numels: list[int], event: int, overlap: bool = True, phase: int = 0) -> None:
+    key = (slot.data_ptr(), event)
+    if phase == 2:  # wrap-around, in this call: only if the previous call's tail did not copy it already
+        if key in _pending:
+            _pending.discard(key)
+            return
+    elif phase == 1:  # wrap-around, in the tail: for the next call
+        _pending.add(key)
     if slot.device.type == "cuda" and overlap:
         stream = copy_stream(slot.device)
         stream.wait_stream(torch.cuda.current_stream(slot.device))
@@ -64,7 +82,7 @@ def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor,
 
 
 @prefetch_.register_fake
-def _(slot, fences, src, src_offsets, dst_offsets, numels, event, overlap=True) -> None:
+def _(slot, fences, src, src_offsets, dst_offsets, numels, event, overlap=True, phase=0) -> None:
     return None
 
 
