@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
+from .runtime import timing
 from .runtime.arena import GraphRuntime
 from .config import ChunkFlowConfig, format_bytes
 from .costmodel.graph_costs import estimate_costs
@@ -86,40 +87,107 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     profile = resolve_profile(config.profile, device)
     costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
     plan, prediction = plan_with_model(reads, config, costs, profile, free_bytes=_free_bytes(device))
-    rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device)
-    layout = InputLayout.after(len(example_inputs), plan)
-    names = [f"cf_slot_{j}" for j in range(len(rt.slots))] + [f"cf_host_{j}" for j in range(len(rt.hosts))] + \
-        [f"cf_resident_{j}" for j in range(len(rt.residents))]
-    dump_dir = new_dump_dir(config.dump) if config.dump else None
-    if dump_dir:
-        write_plan(dump_dir, plan)
-        write_prediction(dump_dir, prediction, prediction.spans(block_spans(plan, costs)),
-                         title=f"chunkflow {dump_dir}")
-        patches["fx_graph_cache"] = False  # the pass writes the scheduled graph, so it must run
-    patches["post_grad_custom_post_pass"] = ChunkflowPass(plan, layout, config, dump_dir, prediction)
-
-    fake_mode = torch._guards.detect_fake_mode(example_inputs)
-    extra = rt.inputs
-    fakes = [fake_mode.from_tensor(t, static_shapes=True) for t in extra] if fake_mode else extra
-    compiled = compile_fx(_with_extra_inputs(gm, names), [*example_inputs, *fakes], config_patches=patches)
-    log.info("chunkflow: compiled a graph with %d offloaded weights in %d groups, %d chunks; arena %s, resident %s, "
-             "streams %s per call; predicted on %s: %.2f ms per call, %d of %d prefetches hidden, peak %s%s",
-             len(reads), len(plan.groups), len(plan.chunks), format_bytes(plan.total_arena_bytes),
-             format_bytes(plan.total_resident_bytes), format_bytes(plan.streamed_bytes), prediction.profile,
-             prediction.step_ms, prediction.hidden, len(prediction.groups), format_bytes(prediction.peak_bytes),
-             f"; dump in {dump_dir}" if dump_dir else "")
+    state = _Compiled(gm, example_inputs, reads, config, patches, device, profile)
+    state.build(plan, prediction, costs, torch._guards.detect_fake_mode(example_inputs))
+    if not config.calibrate:
+        state.example_inputs = None
 
     def run(*args):
-        return compiled(*args, *extra)
+        if state.marks is not None:
+            timing.mark(state.marks, "start", -1, device)
+        out = state.compiled(*args, *state.rt.inputs)
+        if state.marks is not None:
+            timing.mark(state.marks, "end", -1, device)
+        if state.calibrating:
+            state.after_call(run)
+        return out
 
-    run.chunkflow_plan = plan  # type: ignore[attr-defined]
-    run.chunkflow_prediction = prediction  # type: ignore[attr-defined]
-    run.chunkflow_costs = costs  # type: ignore[attr-defined]
-    run.chunkflow_runtime = rt  # type: ignore[attr-defined]
-    run.chunkflow_dump_dir = dump_dir  # type: ignore[attr-defined]
-    run.chunkflow_layout = layout  # type: ignore[attr-defined]
+    state.publish(run)
     _compiled.append(weakref.ref(run))
     return run
+
+
+class _Compiled:
+    """One chunkflow graph: its plan, device memory and compiled code; rebuilt once if calibration changes the
+    plan (``options={"calibrate": True}``)."""
+
+    def __init__(self, gm, example_inputs, reads, config, patches, device, profile):
+        self.gm, self.reads, self.config, self.patches = gm, reads, config, patches
+        self.device, self.profile = device, profile
+        # Calibration recompiles after a timed call: keeps what compile_fx needs until then.
+        self.example_inputs = list(example_inputs)
+        self.calibrating = config.calibrate
+        self.calls = 0
+        self.marks: list | None = None      # timing marks while the calibration call runs
+        self.calibration: dict | None = None
+
+    def build(self, plan, prediction, costs, fake_mode) -> None:
+        from torch._inductor.compile_fx import compile_fx
+
+        config, reads, device = self.config, self.reads, self.device
+        example_inputs = self.example_inputs
+        self.plan, self.prediction, self.costs = plan, prediction, costs
+        self.compiled = self.rt = None  # free the previous graph's arena before allocating the next one
+        rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device)
+        layout = InputLayout.after(len(example_inputs), plan)
+        names = [f"cf_slot_{j}" for j in range(len(rt.slots))] + [f"cf_host_{j}" for j in range(len(rt.hosts))] + \
+            [f"cf_resident_{j}" for j in range(len(rt.residents))]
+        patches = dict(self.patches)
+        dump_dir = new_dump_dir(config.dump) if config.dump else None
+        if dump_dir:
+            write_plan(dump_dir, plan)
+            write_prediction(dump_dir, prediction, prediction.spans(block_spans(plan, costs)),
+                             title=f"chunkflow {dump_dir}")
+            patches["fx_graph_cache"] = False  # the pass writes the scheduled graph, so it must run
+        patches["post_grad_custom_post_pass"] = ChunkflowPass(plan, layout, config, dump_dir, prediction)
+        extra = rt.inputs
+        fakes = [fake_mode.from_tensor(t, static_shapes=True) for t in extra] if fake_mode else extra
+        self.compiled = compile_fx(_with_extra_inputs(self.gm, names), [*example_inputs, *fakes],
+                                   config_patches=patches)
+        self.rt, self.layout, self.dump_dir = rt, layout, dump_dir
+        log.info("chunkflow: compiled a graph with %d offloaded weights in %d groups, %d chunks; arena %s, resident "
+                 "%s, streams %s per call; predicted on %s: %.2f ms per call, %d of %d prefetches hidden, peak %s%s",
+                 len(reads), len(plan.groups), len(plan.chunks), format_bytes(plan.total_arena_bytes),
+                 format_bytes(plan.total_resident_bytes), format_bytes(plan.streamed_bytes), prediction.profile,
+                 prediction.step_ms, prediction.hidden, len(prediction.groups), format_bytes(prediction.peak_bytes),
+                 f"; dump in {dump_dir}" if dump_dir else "")
+
+    def publish(self, run) -> None:
+        run.chunkflow_plan = self.plan  # type: ignore[attr-defined]
+        run.chunkflow_prediction = self.prediction  # type: ignore[attr-defined]
+        run.chunkflow_costs = self.costs  # type: ignore[attr-defined]
+        run.chunkflow_runtime = self.rt  # type: ignore[attr-defined]
+        run.chunkflow_dump_dir = self.dump_dir  # type: ignore[attr-defined]
+        run.chunkflow_layout = self.layout  # type: ignore[attr-defined]
+        run.chunkflow_calibration = self.calibration  # type: ignore[attr-defined]
+
+    def after_call(self, run) -> None:
+        """Calibration: the first call warms up; the second is timed per block; then the plan is made again from
+        the measured compute, and the graph recompiled if the plan changed."""
+        from .costmodel.calibrate import calibrated_costs
+
+        self.calls += 1
+        if self.calls == 1:
+            self.marks = timing.start(self.rt.slots)
+            return
+        marks = timing.stop(self.rt.slots, self.marks, self.device)
+        self.marks, self.calibrating = None, False
+        costs, report = calibrated_costs(self.costs, self.plan, marks)
+        plan, prediction = plan_with_model(self.reads, self.config, costs, self.profile,
+                                           free_bytes=_free_bytes(self.device) if self.config.memory_budget == "auto"
+                                           else None)
+        report.update(plan_changed=plan.fingerprint() != self.plan.fingerprint(),
+                      predicted_before_ms=self.prediction.step_ms, predicted_after_ms=prediction.step_ms)
+        self.calibration = report
+        log.info("chunkflow: calibrated from a timed call: compute %.2f ms measured vs %.2f ms estimated; plan %s",
+                 report["measured_compute_ms"], report["estimated_compute_ms"],
+                 "changed, recompiling" if report["plan_changed"] else "unchanged")
+        if report["plan_changed"]:
+            self.build(plan, prediction, costs, None)
+        else:
+            self.prediction, self.costs = prediction, costs
+        self.example_inputs = None
+        self.publish(run)
 
 
 _compiled: list[weakref.ref] = []  # weak: a graph Dynamo has dropped frees its arena

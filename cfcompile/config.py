@@ -89,6 +89,10 @@ class ChunkFlowConfig:
     file of `DeviceProfile` fields, or None: the cached probe of this GPU (probed on first use), the built-in
     profile on the CPU."""
 
+    calibrate: bool = False
+    """Time the second call of the compiled graph per block (CUDA events; wall clock on the CPU), scale the cost
+    model's estimates to what was measured, plan again, and recompile once if the plan changes."""
+
     wrap_around: bool = True
     """Prefetch the first streamed blocks of the next call during the tail of this one (a DiT runs the same graph
     every denoising step); the first call copies them at its start. Weights must not change between calls."""
@@ -134,6 +138,8 @@ class ChunkFlowConfig:
             object.__setattr__(self, "profile", os.fspath(self.profile))
         if not isinstance(self.overlap_copies, bool):
             raise ValueError(f"overlap_copies: expected True or False, got {self.overlap_copies!r}")
+        if not isinstance(self.calibrate, bool):
+            raise ValueError(f"calibrate: expected True or False, got {self.calibrate!r}")
         if not isinstance(self.wrap_around, bool):
             raise ValueError(f"wrap_around: expected True or False, got {self.wrap_around!r}")
         if self.dump is not None and not isinstance(self.dump, (str, os.PathLike)):

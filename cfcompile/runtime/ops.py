@@ -27,7 +27,11 @@ so an FX-graph-cache hit in a fresh process works.
 
 from __future__ import annotations
 
+import time
+
 import torch
+
+from . import timing
 
 _copy_streams: dict[int, torch.cuda.Stream] = {}
 _events: dict[tuple[int, int], torch.cuda.Event] = {}
@@ -77,8 +81,14 @@ def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor,
                 slot[do:do + n].copy_(src[so:so + n], non_blocking=True)
             _event(slot, event).record(stream)
     else:  # CPU, or overlap=False: copies in order on the current stream
+        marks = timing.marks_for(slot)
+        t0 = time.perf_counter() if marks is not None else 0.0
         for so, do, n in zip(src_offsets, dst_offsets, numels):
             slot[do:do + n].copy_(src[so:so + n], non_blocking=True)
+        if marks is not None:  # calibration: copy time is not compute
+            if slot.device.type == "cuda":
+                torch.cuda.current_stream(slot.device).synchronize()
+            marks.append(("copy", event, (time.perf_counter() - t0) * 1e3))
 
 
 @prefetch_.register_fake
@@ -98,8 +108,13 @@ def _(slot, readers) -> None:
 
 @torch.library.custom_op("cfcompile::wait_", mutates_args=("slot",))
 def wait_(slot: torch.Tensor, event: int, overlap: bool = True) -> None:
+    marks = timing.marks_for(slot)
+    if marks is not None:
+        timing.mark(marks, "before-wait", event, slot.device)
     if slot.device.type == "cuda" and overlap:
         torch.cuda.current_stream(slot.device).wait_event(_event(slot, event))
+    if marks is not None:
+        timing.mark(marks, "after-wait", event, slot.device)
 
 
 @wait_.register_fake

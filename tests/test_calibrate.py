@@ -1,0 +1,59 @@
+"""Calibration: one timed call per block, estimates scaled to it, plan made again, graph recompiled if it changed."""
+
+import json
+
+import torch
+
+import cfcompile
+from cfcompile.backend import compiled_graphs
+from cfcompile.costmodel.calibrate import calibrated_costs
+from cfcompile.costmodel.graph_costs import GraphCosts
+from cfcompile.passes.plan import make_plan
+from cfcompile import ChunkFlowConfig
+from test_plan import blocks
+from toy import toy
+
+
+def test_intervals_between_waits_scale_their_nodes():
+    reads = blocks([[1024]] * 3, span=10)       # streamed groups' first reads at nodes 0, 10, 20
+    plan = make_plan(reads, ChunkFlowConfig(chunk_size=1024, wrap_around=False))
+    costs = GraphCosts("x", tuple([0.1] * 31), tuple([0] * 31), 0.0)
+    marks = [("start", -1, 0.0), ("before-wait", 0, 0.0), ("after-wait", 0, 1.0),    # 1 ms stall: not compute
+             ("copy", 1, 0.5),                                                       # a synchronous copy
+             ("before-wait", 1, 3.5), ("after-wait", 1, 3.5), ("before-wait", 2, 5.5), ("after-wait", 2, 5.5),
+             ("end", -1, 8.6)]
+    new, report = calibrated_costs(costs, plan, marks)
+    # nodes 0-9: 3.5 - 1.0 - 0.5 = 2 ms measured vs 1 ms estimated; 10-19: 2 vs 1; 20-30: 3.1 vs 1.1
+    assert [round(r["factor"], 6) for r in report["intervals"]] == [2.0, 2.0, round(3.1 / 1.1, 6)]
+    # an interval with nothing estimated gets what was measured, spread over its nodes
+    zero = GraphCosts("x", tuple([0.0] * 10 + [0.1] * 21), tuple([0] * 31), 0.0)
+    spread, rep = calibrated_costs(zero, plan, marks)
+    assert rep["intervals"][0]["factor"] is None and abs(sum(spread.node_ms[:10]) - 2.0) < 1e-9
+    assert abs(new.total_ms - 7.1) < 1e-9 and abs(report["measured_compute_ms"] - 7.1) < 1e-9
+
+
+def test_calibration_replans_and_recompiles(tmp_path):
+    # A profile that thinks compute is very slow: every copy looks hidden and nothing needs to be resident.
+    profile = tmp_path / "slow.json"
+    profile.write_text(json.dumps(dict(name="slow", matmul_tflops=1e-5, memory_gbs=1e-3, h2d_gbs=0.02,
+                                       h2d_latency_us=0.0, kernel_overhead_us=0.0)))
+    m, x = toy()
+    with torch.no_grad():
+        ref = m(x)
+    cfcompile.offload(m, "cpu")
+    fn = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "memory_budget": "64MiB",
+                                                        "profile": str(profile), "calibrate": True})
+    with torch.no_grad():
+        first = fn(x)
+        g = compiled_graphs()[-1]
+        before = g.chunkflow_plan
+        assert before.total_resident_bytes == 0 and g.chunkflow_calibration is None
+        second = fn(x)          # timed per block; then re-planned with the measured (fast) compute
+        report = g.chunkflow_calibration
+        assert report["measured_compute_ms"] > 0 and report["intervals"]
+        assert report["measured_compute_ms"] < report["estimated_compute_ms"] / 100
+        assert report["plan_changed"] and g.chunkflow_plan.total_resident_bytes > 0
+        assert g.chunkflow_prediction.step_ms == report["predicted_after_ms"]
+        third = fn(x)           # the recompiled graph
+    for out in (first, second, third):
+        torch.testing.assert_close(out, ref)
