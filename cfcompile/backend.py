@@ -14,6 +14,7 @@ A graph that reads no offloaded weight is compiled by plain Inductor (with the u
 from __future__ import annotations
 
 import logging
+import os
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -62,6 +63,42 @@ def _free_bytes(device: torch.device) -> int | None:
     return int(0.95 * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)))
 
 
+def _collective_policy(config: ChunkFlowConfig, profile, device: torch.device) -> str:
+    """``collective_policy="auto"``: yield where collectives and host copies share the PCIe path."""
+    if config.collective_policy != "auto":
+        return config.collective_policy
+    shares = profile.link_shares_h2d or os.environ.get("NCCL_P2P_DISABLE", "0") not in ("", "0")
+    if device.type == "cuda" and torch.cuda.device_count() > 1 and not shares:
+        other = (device.index + 1) % torch.cuda.device_count()
+        shares = not torch.cuda.can_device_access_peer(device.index, other)
+    return "yield" if shares else "overlap"
+
+
+def _from_rank0(obj):
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _agree_across_ranks(profile, free: int | None, policy: str):
+    """Rank 0's device profile and policy, and the smallest free memory of all ranks: the plan depends only on what
+    every rank shares (the graph, the weights' layout, these), so every rank makes the same one."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return profile, free, policy
+    profile, policy = _from_rank0((profile, policy))
+    if free is not None:
+        frees = [None] * dist.get_world_size()
+        dist.all_gather_object(frees, free)
+        free = min(f for f in frees if f is not None)
+    return profile, free, policy
+
+
 def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dict | None = None,
               mode: str | None = None) -> Callable:
     """The backend function registered as ``"chunkflow"`` (entry point ``torch_dynamo_backends``)."""
@@ -86,8 +123,14 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     device = devices.pop()
     profile = resolve_profile(config.profile, device)
     costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
-    plan, prediction = plan_with_model(reads, config, costs, profile, free_bytes=_free_bytes(device))
-    state = _Compiled(gm, example_inputs, reads, config, patches, device, profile)
+    free = _free_bytes(device) if config.memory_budget == "auto" else None
+    policy = _collective_policy(config, profile, device)
+    if costs.collectives:  # a sequence-parallel graph: every rank must make the same plan
+        profile, free, policy = _agree_across_ranks(profile, free, policy)
+        if profile.name != costs.profile:
+            costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
+    plan, prediction = plan_with_model(reads, config, costs, profile, free_bytes=free, collective_policy=policy)
+    state = _Compiled(gm, example_inputs, reads, config, patches, device, profile, policy)
     state.build(plan, prediction, costs, torch._guards.detect_fake_mode(example_inputs))
     if not config.calibrate:
         state.example_inputs = None
@@ -111,8 +154,8 @@ class _Compiled:
     """One chunkflow graph: its plan, device memory and compiled code; rebuilt once if calibration changes the
     plan (``options={"calibrate": True}``)."""
 
-    def __init__(self, gm, example_inputs, reads, config, patches, device, profile):
-        self.gm, self.reads, self.config, self.patches = gm, reads, config, patches
+    def __init__(self, gm, example_inputs, reads, config, patches, device, profile, policy):
+        self.gm, self.reads, self.config, self.patches, self.policy = gm, reads, config, patches, policy
         self.device, self.profile = device, profile
         # Calibration recompiles after a timed call: keeps what compile_fx needs until then.
         self.example_inputs = list(example_inputs)
@@ -173,9 +216,11 @@ class _Compiled:
         marks = timing.stop(self.rt.slots, self.marks, self.device)
         self.marks, self.calibrating = None, False
         costs, report = calibrated_costs(self.costs, self.plan, marks)
+        if costs.collectives:  # every rank re-plans from rank 0's measurement, so plans stay identical
+            costs, report = _from_rank0((costs, report))
         plan, prediction = plan_with_model(self.reads, self.config, costs, self.profile,
                                            free_bytes=_free_bytes(self.device) if self.config.memory_budget == "auto"
-                                           else None)
+                                           else None, collective_policy=self.policy)
         report.update(plan_changed=plan.fingerprint() != self.plan.fingerprint(),
                       predicted_before_ms=self.prediction.step_ms, predicted_after_ms=prediction.step_ms)
         self.calibration = report

@@ -89,6 +89,17 @@ class ChunkFlowConfig:
     file of `DeviceProfile` fields, or None: the cached probe of this GPU (probed on first use), the built-in
     profile on the CPU."""
 
+    collective_policy: str = "auto"
+    """Chunk copies around the graph's collectives (all-to-all, all-gather, reduce-scatter, all-reduce of sequence
+    parallelism): ``"yield"``: no copy is issued inside a collective's window, copies that would run into one wait
+    for it to finish (one chunk in flight at most); ``"overlap"``: copies run under collectives (when they do not
+    share a path, e.g. NVLink); ``"auto"``: yield where collectives share the PCIe path with host copies (no NVLink,
+    or ``NCCL_P2P_DISABLE=1``), else overlap."""
+
+    schedule: str = "chunkflow"
+    """``"layerwise"``: the baseline of SGLang's layerwise offloading in the same backend (whole blocks prefetched one
+    block ahead, nothing resident, no regard for collectives), for comparisons in one run."""
+
     calibrate: bool = False
     """Time the second call of the compiled graph per block (CUDA events; wall clock on the CPU), scale the cost
     model's estimates to what was measured, plan again, and recompile once if the plan changes."""
@@ -138,6 +149,13 @@ class ChunkFlowConfig:
             object.__setattr__(self, "profile", os.fspath(self.profile))
         if not isinstance(self.overlap_copies, bool):
             raise ValueError(f"overlap_copies: expected True or False, got {self.overlap_copies!r}")
+        if self.collective_policy not in ("auto", "yield", "overlap"):
+            raise ValueError(f"collective_policy: expected 'auto', 'yield' or 'overlap', got {self.collective_policy!r}")
+        if self.schedule not in ("chunkflow", "layerwise"):
+            raise ValueError(f"schedule: expected 'chunkflow' or 'layerwise', got {self.schedule!r}")
+        if self.schedule == "layerwise" and (rf is not None or mb is not None or self.chunk_size != "auto"):
+            raise ValueError("schedule='layerwise' copies whole blocks with nothing resident: it takes no "
+                             "resident_fraction, memory_budget or chunk_size")
         if not isinstance(self.calibrate, bool):
             raise ValueError(f"calibrate: expected True or False, got {self.calibrate!r}")
         if not isinstance(self.wrap_around, bool):

@@ -153,3 +153,17 @@ def test_wrap_around_prefetch_runs_in_the_previous_call():
     (g,) = wrapped.groups
     assert g.issue_ms == pytest.approx(-2.0) and g.stall_ms == pytest.approx(4.0)
     assert wrapped.step_ms == pytest.approx(12.0)
+
+
+def test_collective_slowed_by_a_copy_on_a_shared_path():
+    # node 1 is a 4 ms all-to-all (launched at node 1, waited at node 1, after it node 2); a 10 ms copy runs from 0.
+    copy = [StreamedGroup("b", first=3, issue=0, bytes=100 * 10**6, copies=1)]
+    cum_ = cum(2, 4, 2, 2)
+    windows = [(1, 2, 4.0)]
+    nvlink = simulate(copy, cum_, TOY, windows=windows)
+    assert nvlink.step_ms == pytest.approx(10.0 + 2.0)          # the copy ends at 10, then the last node
+    shared = dataclasses.replace(TOY, link_shares_h2d=True)
+    pcie = simulate(copy, cum_, shared, windows=windows)
+    # the copy covers the whole window: the all-to-all takes 1.95x (+3.8 ms), the copy 1.3x of the 4 ms (+1.2 ms)
+    assert pcie.windows == ((2.0, pytest.approx(6.0 + 3.8)),)
+    assert pcie.groups[0].done_ms == pytest.approx(11.2) and pcie.step_ms == pytest.approx(10.0 + 3.8)

@@ -37,3 +37,30 @@ class ToyDiT(nn.Module):
 def toy(**kw) -> tuple[ToyDiT, torch.Tensor]:
     torch.manual_seed(0)
     return ToyDiT(**kw).eval(), torch.randn(2, 32, kw.get("channels", 16))
+
+
+class SPBlock(Block):
+    """Block with Ulysses-style all-to-alls around attention (functional collectives on ``group``)."""
+
+    def __init__(self, d: int, group):
+        super().__init__(d)
+        self.group = group
+
+    def forward(self, x):
+        import torch.distributed._functional_collectives as funcol
+
+        def a2a(t):
+            return funcol.wait_tensor(funcol.all_to_all_single(t.contiguous(), None, None, self.group))
+
+        q, k, v = self.qkv(self.norm(x)).chunk(3, -1)
+        q, k, v = a2a(q), a2a(k), a2a(v)
+        attn = a2a(F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0])
+        x = x + self.proj(attn)
+        return x + self.ff2(F.gelu(self.ff1(x)))
+
+
+def sp_toy(group, blocks: int = 4, d: int = 64) -> tuple[ToyDiT, torch.Tensor]:
+    torch.manual_seed(0)
+    m = ToyDiT(d=d, blocks=blocks)
+    m.blocks = nn.ModuleList(SPBlock(d, group) for _ in range(blocks))
+    return m.eval(), torch.randn(2, 32, 16)

@@ -32,6 +32,19 @@ aten = torch.ops.aten
 
 
 @dataclasses.dataclass(frozen=True)
+class Collective:
+    """One functional collective of the graph: launched at node ``launch``, waited for at node ``wait`` (its
+    time is charged to the wait node: the compute stream blocks there until it completes)."""
+
+    kind: str               # all_to_all_single, all_gather_into_tensor, reduce_scatter_tensor, all_reduce
+    launch: int
+    wait: int
+    bytes: int              # of the tensor each rank sends
+    group_size: int
+    ms: float
+
+
+@dataclasses.dataclass(frozen=True)
 class GraphCosts:
     """Estimates for the nodes of one graph, indexed like ``list(graph.nodes)``."""
 
@@ -40,6 +53,7 @@ class GraphCosts:
     live_bytes: tuple[int, ...]         # activation bytes alive after each node (per rank)
     flops: float                        # of the whole graph (all ranks)
     collective_ms: tuple[float, ...] = ()  # the part of node_ms spent in collectives (sequence parallelism)
+    collectives: tuple[Collective, ...] = ()  # the graph's own collectives, in graph order
 
     @property
     def total_ms(self) -> float:
@@ -111,7 +125,7 @@ class _Recorder(TorchDispatchMode):
         out = func(*args, **kwargs)
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if func._schema.is_mutable or any(a.alias_info is not None for a in func._schema.returns) \
-                or func.namespace in ("cfcompile", "prim") or not outs:
+                or func.namespace in ("cfcompile", "prim", "_c10d_functional") or not outs:
             return out  # views, metadata queries, bookkeeping: no kernel of their own
         ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         formula = flop_registry.get(func.overloadpacket) or _EXTRA_FLOPS.get(func.overloadpacket)
@@ -190,9 +204,26 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     weights = set(weight_inputs)
     collective_ms = [0.0] * len(nodes)
 
+    collectives: list[Collective] = []
+    launched: dict[fx.Node, tuple[str, int, int]] = {}   # launch node -> (kind, bytes, group size)
+
     class Interp(fx.Interpreter):
         def run_node(self, n):
             recorder.node = index[n]
+            name = str(n.target) if n.op == "call_function" else ""
+            if name.startswith("_c10d_functional."):
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                kind = name.split(".")[1]
+                if kind == "wait_tensor":
+                    src = n.args[0]
+                    if src in launched:
+                        k, nbytes, size = launched.pop(src)
+                        ms = _collective_ms(k, nbytes, size, profile)
+                        collective_ms[index[n]] += ms
+                        collectives.append(Collective(k, index[src], index[n], nbytes, size, ms))
+                else:
+                    launched[n] = (kind, _nbytes(args[0]), _group_size(kind, args, kwargs))
+                return super().run_node(n)
             if n.op == "call_function" and n.target in _SDPA:
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
                 out, moved = _sdpa(args, kwargs, recorder)
@@ -239,7 +270,34 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     compute = _charge(recorder.ops, outputs, profile, len(nodes))
     node_ms = [c / sp_degree + coll for c, coll in zip(compute, collective_ms)]
     flops = sum(op.flops for op in recorder.ops)
-    return GraphCosts(profile.name, tuple(node_ms), tuple(live_bytes), flops, tuple(collective_ms))
+    return GraphCosts(profile.name, tuple(node_ms), tuple(live_bytes), flops, tuple(collective_ms),
+                      tuple(collectives))
+
+
+def _group_size(kind: str, args, kwargs) -> int:
+    if kind == "all_to_all_single" and isinstance(args[1], (list, tuple)) and args[1]:
+        return len(args[1])
+    if kind in ("all_gather_into_tensor", "reduce_scatter_tensor"):
+        return int(args[-2] if kind == "all_gather_into_tensor" else args[2])
+    try:  # all_reduce, or an all-to-all without split sizes: ask the process group
+        from torch.distributed.distributed_c10d import _resolve_process_group
+
+        return _resolve_process_group(args[-1]).size()
+    except Exception:  # noqa: BLE001 - no process group here (planning): assume two ranks
+        return 2
+
+
+def _collective_ms(kind: str, nbytes: int, size: int, profile: DeviceProfile) -> float:
+    """Bus-bandwidth model: each rank moves (N-1)/N of its bytes (twice for an all-reduce) over the link."""
+    if size <= 1:
+        return 0.0
+    if not profile.link_gbs > 0:
+        raise ValueError(f"device profile {profile.name} has no link_gbs: cannot estimate the {kind} of this graph; "
+                         f"give a profile with link_gbs (GPU-to-GPU bandwidth, GB/s)")
+    moved = nbytes * (size - 1) / size * (2 if kind == "all_reduce" else 1)
+    if kind == "all_gather_into_tensor":
+        moved = nbytes * (size - 1)
+    return moved / (profile.link_gbs * 1e9) * 1e3 + profile.link_latency_us / 1e3
 
 
 def _storage_bytes(t: torch.Tensor) -> int:

@@ -33,6 +33,7 @@ class GroupPrediction:
     done_ms: float
     wait_ms: float          # compute-stream time when the first read is reached (before stalling)
     stall_ms: float
+    chunk_starts: tuple[float, ...] = ()  # when each chunk copy starts (a group's copies in order)
 
     @property
     def cover_ms(self) -> float:
@@ -55,6 +56,7 @@ class Prediction:
     arena_bytes: int
     activation_bytes: int
     groups: tuple[GroupPrediction, ...]
+    windows: tuple[tuple[float, float], ...] = ()  # collective windows (launch .. wait done) on the compute stream
 
     @property
     def peak_bytes(self) -> int:
@@ -111,48 +113,91 @@ class StreamedGroup:
     bytes: int
     copies: int
     wrap_issue: int | None = None   # wrap-around: node index of the issue point in the previous call's tail
+    parts: tuple[tuple[int, int, int], ...] = ()  # copies split around collectives: (issue node, bytes, copies);
+    #                                               the first part is issued at ``issue``
 
 
 def simulate(groups: Sequence[StreamedGroup], cumulative_ms: Sequence[float], profile: DeviceProfile, *,
-             resident_bytes: int = 0, arena_bytes: int = 0, activation_bytes: int = 0) -> Prediction:
+             resident_bytes: int = 0, arena_bytes: int = 0, activation_bytes: int = 0,
+             windows: Sequence[tuple[int, int, float]] = ()) -> Prediction:
     """Predict one call in the steady state. ``cumulative_ms[i]`` is the compute time of the nodes before node
     ``i``; ``groups`` are in `Plan.streamed` order (event ids).
 
     With wrap-around two calls are played back to back: the first copies the wrapped groups at its start (nothing
     was prefetched for it), its tail prefetches them for the second, and the second is the one reported (times
-    relative to its start; a copy issued in the previous call starts before 0)."""
+    relative to its start; a copy issued in the previous call starts before 0).
+
+    ``windows``: (launch node, node after the wait, ms) of each collective; its time is in ``cumulative_ms`` (charged
+    to the wait node). Where collectives share the PCIe path with host copies (``profile.link_shares_h2d``), a
+    collective with copies in flight takes ``contention_collective`` times as long for the share of its window they
+    cover, and those copies ``contention_copy`` times as long."""
     n_nodes, total = len(cumulative_ms) - 1, cumulative_ms[-1]
     calls = 2 if any(g.wrap_issue is not None for g in groups) else 1
-    events = []  # (global node, 0 = issue / 1 = wait, group, the call the copy is for)
+    events: list = []  # (global node, kind, group or window, the call the copy is for, part)
     for c in range(calls):
         base = c * (n_nodes + 1)
         for j, g in enumerate(groups):
-            events.append((base + g.first, 1, j, c))
+            events.append((base + g.first, 1, j, c, 0))
             if g.wrap_issue is None:
-                events.append((base + g.issue, 0, j, c))
+                parts = g.parts or ((g.issue, g.bytes, g.copies),)
+                events.extend((base + node, 0, j, c, k) for k, (node, _, _) in enumerate(parts))
             elif c == 0:
-                events.append((base + 0, 0, j, c))      # first call: copied at its start
+                events.append((base + 0, 0, j, c, 0))      # first call: copied at its start
             if g.wrap_issue is not None and c + 1 < calls:
-                events.append((base + g.wrap_issue, 0, j, c + 1))
+                events.append((base + g.wrap_issue, 0, j, c + 1, 0))
+        # At one node: a collective's wait completes (-1) before copies issued there (0), which come before a
+        # collective launched there (0.5), before a group's wait (1).
+        for w, (launch, after, _) in enumerate(windows):
+            events += [(base + launch, 0.5, w, c, 0), (base + after, -1, w, c, 0)]
     events.sort()
     stall = 0.0
     copy_free = 0.0
     issue_t, start_t, done_t, wait_t, stalls = {}, {}, {}, {}, {}
-    for pos, kind, j, c in events:
+    chunk_t: dict = {}
+    copying: list[list] = []    # [start, end, (group, call)] of each copy part, for contention
+    opened: dict = {}
+    window_t = []
+    stall_at_start: dict[int, float] = {}
+    for pos, kind, j, c, k in events:
         call, node = divmod(pos, n_nodes + 1)
+        stall_at_start.setdefault(call, stall)
         now = call * total + cumulative_ms[node] + stall
+        if kind == 0.5:
+            opened[j, call] = now
+            continue
+        if kind == -1:
+            lo = opened.get((j, call), now)
+            if profile.link_shares_h2d and now > lo:
+                busy = sum(max(0.0, min(e, now) - max(s, lo)) for s, e, _ in copying)
+                if busy > 0:
+                    extra = windows[j][2] * (profile.contention_collective - 1) * min(1.0, busy / (now - lo))
+                    stall += extra
+                    now += extra
+                    slow = busy * (profile.contention_copy - 1)
+                    for part in copying:   # copies in flight or queued after the window start are delayed
+                        if part[1] > lo:
+                            part[1] += slow
+                            done_t[part[2]] = max(done_t[part[2]], part[1])
+                    copy_free += slow if copy_free > lo else 0.0
+            window_t.append((call, lo, now))
+            continue
         g = groups[j]
         if kind == 0:
-            start_t[j, c] = max(copy_free, now)
-            issue_t[j, c] = now
-            copy_free = done_t[j, c] = start_t[j, c] + profile.copy_ms(g.bytes, g.copies)
+            nbytes, copies = (g.parts[k][1], g.parts[k][2]) if g.parts and g.wrap_issue is None else (g.bytes, g.copies)
+            start = max(copy_free, now)
+            if (j, c) not in start_t:
+                start_t[j, c], issue_t[j, c] = start, now
+            per_chunk = profile.copy_ms(nbytes, copies) / max(copies, 1)
+            chunk_t.setdefault((j, c), []).extend(start + per_chunk * m for m in range(copies))
+            copy_free = done_t[j, c] = start + profile.copy_ms(nbytes, copies)
+            copying.append([start, copy_free, (j, c)])
         else:
             wait_t[j, c] = now
             stalls[j, c] = max(0.0, done_t[j, c] - now)
             stall += stalls[j, c]
     last = calls - 1
-    t0 = last * total + sum(stalls[j, c] for (j, c) in stalls if c < last)   # start of the reported call
-    step_stall = sum(stalls[j, last] for j in range(len(groups)))
+    t0 = last * total + stall_at_start.get(last, 0.0)     # start of the reported call
+    step_stall = stall - stall_at_start.get(last, 0.0)    # stalls on copies and collectives slowed by copies
     firsts = sorted({g.first for g in groups})
     next_first = {f: (firsts[k + 1] if k + 1 < len(firsts) else n_nodes) for k, f in enumerate(firsts)}
     out = []
@@ -161,6 +206,7 @@ def simulate(groups: Sequence[StreamedGroup], cumulative_ms: Sequence[float], pr
         out.append(GroupPrediction(j, g.key, g.bytes, g.copies, cumulative_ms[nxt] - cumulative_ms[g.first],
                                    profile.copy_ms(g.bytes, g.copies), issue_t[j, last] - t0,
                                    start_t[j, last] - t0, done_t[j, last] - t0, wait_t[j, last] - t0,
-                                   stalls[j, last]))
+                                   stalls[j, last], tuple(t - t0 for t in chunk_t.get((j, last), ()))))
+    spans = tuple((lo - t0, hi - t0) for call, lo, hi in window_t if call == last)
     return Prediction(profile.name, total + step_stall, total, sum(p.copy_ms for p in out), step_stall,
-                      resident_bytes, arena_bytes, activation_bytes, tuple(out))
+                      resident_bytes, arena_bytes, activation_bytes, tuple(out), spans)

@@ -39,6 +39,10 @@ class DeviceProfile:
     kernel_overhead_us: float = 4.0  # per-kernel launch/tail cost
     link_gbs: float = 0.0       # GPU <-> GPU bandwidth seen by an all-to-all (bus bandwidth), GB/s; 0 = unknown
     link_shares_h2d: bool = False  # collectives go over the same PCIe path as H2D copies (no NVLink)
+    link_latency_us: float = 15.0  # fixed cost per collective
+    contention_collective: float = 1.95  # collective slowdown with a host copy in flight on a shared PCIe path
+    contention_copy: float = 1.3    # host copy slowdown under such a collective (both measured on the 2-GPU H200
+    #                                 node with NCCL_P2P_DISABLE=1: all-to-all 1.95x, 1 GiB copy 1.3x)
     source: str = "built-in"    # built-in, probe, or the file it came from
 
     def copy_ms(self, nbytes: int, copies: int = 1) -> float:
@@ -74,7 +78,7 @@ PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (
     DeviceProfile("L40S", matmul_tflops=362, memory_gbs=864, h2d_gbs=24.0, link_gbs=20.0, link_shares_h2d=True),
     DeviceProfile("RTX4090", matmul_tflops=165, memory_gbs=1008, h2d_gbs=24.0, link_gbs=20.0, link_shares_h2d=True),
     DeviceProfile("cpu", matmul_tflops=0.2, memory_gbs=20, h2d_gbs=10.0, h2d_latency_us=1.0,
-                  kernel_overhead_us=20.0),
+                  kernel_overhead_us=20.0, link_gbs=5.0, link_shares_h2d=True),
 )}
 
 

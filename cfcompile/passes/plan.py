@@ -69,6 +69,9 @@ class GroupPlan:
     #                                     None = at the start of the graph
     wrap_before: int | None = None      # wrap-around: the prefetch for the *next* call is issued before this
     #                                     streamed group's wait, in the tail of this call (None = no wrap-around)
+    segments: tuple[tuple[int, int], ...] = ()  # copies moved behind collectives (yield policy): (collective
+    #                                     ordinal, first copy index); copies from there on are issued right after
+    #                                     that collective's wait, up to the next segment's first copy
 
     @property
     def streamed_bytes(self) -> int:
@@ -103,6 +106,8 @@ class Plan:
     resident_bytes: tuple[tuple[str, int], ...]   # per dtype
     host_bytes: int                     # bytes of the host groups this graph reads from
     memory_budget: int | None = None    # the budget the plan was tuned for, if any
+    collective_policy: str = "overlap"  # "yield": no copy is issued inside a collective's window
+    schedule: str = "chunkflow"         # or "layerwise" (the baseline)
 
     @property
     def streamed(self) -> tuple[GroupPlan, ...]:
@@ -197,6 +202,12 @@ class _Spec:
         _, _, _, (a, b) = self.split(n_resident)
         return 0 if b <= a else (b - 1) // self.cs - a // self.cs + 1
 
+    def copy_sizes(self, n_resident: int) -> list[int]:
+        """Bytes of each chunk copy of the streamed part, in order (as `_build` makes them)."""
+        _, _, _, (a, b) = self.split(n_resident)
+        cuts = [a, *range((a // self.cs + 1) * self.cs, b, self.cs), b]
+        return [hi - lo for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
+
 
 @dataclasses.dataclass
 class _Layout:
@@ -208,6 +219,7 @@ class _Layout:
     offsets: list[int]
     arena_sizes: dict[str, int]
     resident_sizes: dict[str, int]
+    segments: dict = dataclasses.field(default_factory=dict)  # yield policy: see GroupPlan.segments
 
     @property
     def arena_bytes(self) -> int:
@@ -249,7 +261,8 @@ def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], defau
 
 
 def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: ChunkFlowConfig, cs: int,
-           resident_fraction: float, depth: int, budget: int | None) -> Plan:
+           resident_fraction: float, depth: int, budget: int | None, segments: dict | None = None,
+           policy: str = "overlap", schedule: str = "chunkflow") -> Plan:
     chunks: list[Chunk] = []
     res_offsets: dict[int, int] = {}
     used: dict[str, int] = {}
@@ -281,7 +294,8 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
             chunks=tuple(range(first_chunk, len(chunks))), resident_range=rr, resident_offset=res_offsets.get(i, -1),
             stream_range=sr, arena_offset=arena_offset, copies=tuple(copies),
             issue_before=layout.anchors[j] if j is not None else None,
-            wrap_before=layout.wraps[j] if j is not None else None))
+            wrap_before=layout.wraps[j] if j is not None else None,
+            segments=tuple((segments or {}).get(j, ()))))
         resident_ids = {id(r) for r in resident}
         for r in s.reads:
             if id(r) in resident_ids:
@@ -293,7 +307,7 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
     return Plan(cs, resident_fraction, depth, tuple(groups), tuple(chunks),
                 tuple(sorted(weights, key=lambda w: w.input_index)),
                 tuple(sorted(layout.arena_sizes.items())), tuple(sorted(layout.resident_sizes.items())), host_bytes,
-                budget)
+                budget, policy, schedule)
 
 
 def _specs(reads: Sequence[WeightRead], cs: int) -> list[_Spec]:

@@ -143,19 +143,48 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
             fake = aten.as_strided.default(slot_val, *args[1:])
         return node(aten.as_strided.default, args, fake)
 
-    # Prefetch items in graph order: (node, 0 = this call / 1 = next call, group). A wrapped group's in-call item
-    # copies only on the first call (phase 2); its tail item copies for the next call (phase 1).
-    items = sorted([(pos[n], 0, j) for j, n in issue_at.items()] + [(pos[n], 1, j) for j, n in tail_at.items()])
-    where = {**{(0, j): issue_at[j] for j in issue_at}, **{(1, j): tail_at[j] for j in tail_at}}
+    # Yield policy: copies moved behind a collective are issued right after its wait (GroupPlan.segments); the
+    # k-th collective launched in this graph is the k-th of the Dynamo graph the plan counted.
+    waits_of_collectives = _collective_waits(graph)
+    seg_at: dict[tuple[int, int], fx.Node] = {}
+    for j, g in enumerate(streamed):
+        for s_i, (c, _) in enumerate(g.segments, 1):
+            if j not in issue_at or c >= len(waits_of_collectives):
+                continue
+            at = waits_of_collectives[c].next
+            # never after the group's own first read (the wait must follow every copy), never before its issue point
+            if pos[at] > pos[first_user[g.key]] or pos[at] < pos[issue_at[j]]:
+                at = issue_at[j] if pos[at] < pos[issue_at[j]] else first_user[g.key]
+            seg_at[j, s_i] = at
+
+    # Prefetch items in graph order: (node, 0 = this call / 1 = next call, group, segment). A wrapped group's
+    # in-call item copies only on the first call (phase 2); its tail item copies for the next call (phase 1).
+    items = sorted([(pos[n], 0, j, 0) for j, n in issue_at.items()] + [(pos[n], 1, j, 0) for j, n in tail_at.items()]
+                   + [(pos[n], 0, j, s_i) for (j, s_i), n in seg_at.items()])
+    where = {**{(0, j, 0): issue_at[j] for j in issue_at}, **{(1, j, 0): tail_at[j] for j in tail_at},
+             **{(0, j, s_i): n for (j, s_i), n in seg_at.items()}}
+
+    def copies_of(j: int, seg: int, nxt: int):
+        g = streamed[j]
+        if nxt or not g.segments:
+            return g.copies
+        cuts = [0, *(k for _, k in g.segments), len(g.copies)]
+        return g.copies[cuts[seg]:cuts[seg + 1]]
+
+
+    # A group whose first chunks all moved behind a collective has nothing left to copy at its issue point.
+    items = [it for it in items if copies_of(it[2], it[3], it[1])]
 
     def overwrites(i: int) -> set[int]:
-        """Groups whose bytes prefetch item ``i`` overwrites: earlier items' groups sharing its arena bytes."""
-        g = streamed[items[i][2]]
-        return {k for _, _, k in items[:i] if _overlap(streamed[k], g)}
+        """Groups whose bytes prefetch item ``i`` overwrites: earlier items' groups sharing its arena bytes (its own
+        group only for a copy for the next call)."""
+        _, nxt, j, _ = items[i]
+        g = streamed[j]
+        return {k for _, _, k, _ in items[:i] if _overlap(streamed[k], g) and (k != j or nxt)}
 
     def fences(i: int) -> list[fx.Node]:
         """Slots whose order prefetch item i keeps: those it overwrites, the previous item's, its issue point's."""
-        _, nxt, j = items[i]
+        _, nxt, j, _ = items[i]
         ks = overwrites(i)
         if i:
             ks.add(items[i - 1][2])
@@ -165,8 +194,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         return [placeholders[layout.slots[k]] for k in sorted(ks)]
 
     ops_before: dict[fx.Node, list] = {}
-    for i, (_, nxt, j) in enumerate(items):
-        ops_before.setdefault(where[nxt, j], []).append(("prefetch", j, i))
+    for i, (_, nxt, j, seg) in enumerate(items):
+        ops_before.setdefault(where[nxt, j, seg], []).append(("prefetch", j, i))
     for j, g in enumerate(streamed):
         if g.key in first_user:
             ops_before.setdefault(first_user[g.key], []).append(("wait", j, None))
@@ -187,14 +216,19 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                 slot = placeholders[layout.slots[j]]
                 row = dict(op=kind, group=g.key, chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes)
                 if kind == "prefetch":
-                    phase = 1 if items[i][1] else (2 if j in tail_at else 0)
+                    _, nxt, _, seg = items[i]
+                    phase = 1 if nxt else (2 if j in tail_at else 0)
+                    copies = copies_of(j, seg, nxt)
                     row["op"] = ("prefetch", "prefetch-next-call", "prefetch-if-first-call")[phase]
+                    if seg:
+                        row["op"] = "prefetch-after-collective"
+                    row["chunks"], row["bytes"] = [c.chunk for c in copies], sum(c.nbytes for c in copies)
                     item = slot.meta["val"].element_size()
                     base = g.stream_range[0]
                     n = node(torch.ops.cfcompile.prefetch_.default, (
                         slot, fences(i), placeholders[layout.hosts[j]],
-                        [c.src_offset // item for c in g.copies], [(c.src_offset - base) // item for c in g.copies],
-                        [c.nbytes // item for c in g.copies], j, overlap, phase))
+                        [c.src_offset // item for c in copies], [(c.src_offset - base) // item for c in copies],
+                        [c.nbytes // item for c in copies], j, overlap, phase))
                 else:
                     n = node(torch.ops.cfcompile.wait_.default, (slot, j, overlap))
                     for w, ph in reads[g.key]:
@@ -232,6 +266,23 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
              sum(1 for r in schedule if r["op"] == "wait"), format_bytes(plan.streamed_bytes),
              format_bytes(plan.total_arena_bytes), format_bytes(plan.total_resident_bytes))
     return schedule
+
+
+def _collective_waits(graph: fx.Graph) -> list[fx.Node]:
+    """The wait_tensor of each functional collective, in launch order."""
+    out = []
+    for n in graph.nodes:
+        name = str(n.target) if n.op == "call_function" else ""
+        if name.startswith("_c10d_functional.") and not name.startswith("_c10d_functional.wait_tensor"):
+            w = next((u for u in n.users if str(u.target).startswith("_c10d_functional.wait_tensor")), None)
+            if w is not None:
+                out.append(w)
+    return out
+
+
+def collective_windows(graph: fx.Graph) -> list[tuple[fx.Node, fx.Node]]:
+    """(launch, wait) of each functional collective, in launch order."""
+    return [(w.args[0], w) for w in _collective_waits(graph)]
 
 
 def clobbers(plan: Plan) -> dict:

@@ -15,11 +15,12 @@ stalls, issue its prefetch one streamed group earlier while that lowers the pred
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Sequence
 
-from ..config import ChunkFlowConfig, format_bytes
+from ..config import ALIGN, ChunkFlowConfig, format_bytes
 from ..costmodel.graph_costs import GraphCosts
 from ..costmodel.model import Prediction, StreamedGroup, simulate
 from ..costmodel.profiles import DeviceProfile
@@ -42,9 +43,9 @@ class _Search:
     """State of the greedy search for one chunk size."""
 
     def __init__(self, specs: list[_Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
-                 fixed_depth: int | None, wrap: bool):
+                 fixed_depth: int | None, wrap: bool, collectives=(), policy: str = "overlap"):
         self.specs, self.cum, self.profile, self.activations = specs, cumulative, profile, activations
-        self.wrap = wrap
+        self.wrap, self.collectives, self.policy = wrap, tuple(collectives), policy
         self.fixed_depth = fixed_depth
         self.counts = [0] * len(specs)
         self.depths: dict[str, int] = {}
@@ -61,9 +62,29 @@ class _Search:
             groups.append(StreamedGroup(s.key, s.first, self.specs[layout.streamed[anchor]].first
                                         if anchor is not None else 0, b - a, s.copies(counts[i]),
                                         self.specs[layout.streamed[wrap]].first if wrap is not None else None))
-        pred = simulate(groups, self.cum, self.profile, resident_bytes=layout.resident_bytes,
-                        arena_bytes=layout.arena_bytes, activation_bytes=self.activations)
-        return pred, layout
+        layout.segments = {}
+        windows = [(c.launch, c.wait + 1, c.ms) for c in self.collectives]
+        sizes = [self.specs[i].copy_sizes(counts[i]) for i in layout.streamed]
+
+        def run(groups):
+            return simulate(groups, self.cum, self.profile, resident_bytes=layout.resident_bytes,
+                            arena_bytes=layout.arena_bytes, activation_bytes=self.activations, windows=windows)
+
+        if self.policy == "yield" and self.collectives:
+            layout.segments, groups = _split_around_collectives(groups, sizes, self.cum, self.collectives,
+                                                                self.profile)
+            pred = run(groups)
+            # The first split plays copies forward in compute-only time; stalls and contention move them. Move any
+            # chunk the full model still starts inside a window behind it, a few rounds at most.
+            for _ in range(8):
+                moved = _move_chunks_out_of_windows(pred, groups, sizes, self.collectives, layout.segments)
+                if not moved:
+                    break
+                groups = [_with_parts(g, layout.segments.get(j, ()), sizes[j], self.collectives)
+                          for j, g in enumerate(groups)]
+                pred = run(groups)
+            return pred, layout
+        return run(groups), layout
 
     def _ranked(self, pred: Prediction, layout: _Layout) -> list[tuple[int, int]]:
         """(spec index, chunks to make resident) of streamed groups, most exposed first. The step closes half of
@@ -131,11 +152,94 @@ class _Search:
                     break
 
 
+def _split_around_collectives(groups: list[StreamedGroup], copy_sizes: list[list[int]], cum: list[float],
+                              collectives, profile: DeviceProfile):
+    """Yield policy: move the chunk copies that would start inside a collective's window behind it.
+
+    Copies are played forward on the copy stream in issue order, in compute-only time. A chunk may start only
+    before the next window opens (the collective's launch); the one in flight then may finish inside it, the rest
+    are issued right after the collective's wait (``prefetch_`` then waits for the compute stream, which has waited
+    for the collective). Only collectives waited for before the group's first read can take its copies.
+    Returns {streamed index: ((collective ordinal, first copy index), ...)} and the groups with their parts."""
+    windows = [(cum[c.launch], cum[c.wait + 1], c.wait + 1) for c in collectives]
+    order = sorted(range(len(groups)), key=lambda j: (groups[j].issue if groups[j].wrap_issue is None else -1, j))
+    cursor = 0.0
+    segments: dict[int, tuple[tuple[int, int], ...]] = {}
+    out = list(groups)
+    for j in order:
+        g = groups[j]
+        if g.wrap_issue is not None:  # copied in the previous call's tail: not split
+            continue
+        t = max(cum[g.issue], cursor)
+        parts = [[g.issue, 0, 0]]          # (issue node, bytes, copies)
+        segs = []
+        for k, size in enumerate(copy_sizes[j]):
+            w = next((c for c, (lo, hi, after) in enumerate(windows) if hi > t and after <= g.first), None)
+            if w is not None and t >= windows[w][0]:   # inside the window: wait for it to close
+                lo, hi, after = windows[w]
+                if not segs or segs[-1][0] != w:
+                    segs.append((w, k))
+                    parts.append([after, 0, 0])
+                t = hi
+            parts[-1][1] += size
+            parts[-1][2] += 1
+            t += profile.copy_ms(size, 1)
+        cursor = t
+        if segs:
+            segments[j] = tuple(segs)
+            out[j] = dataclasses.replace(g, parts=tuple((n, b, c) for n, b, c in parts if c))
+    return segments, out
+
+
+def _with_parts(g: StreamedGroup, segments, sizes: list[int], collectives) -> StreamedGroup:
+    if not segments or g.wrap_issue is not None:
+        return dataclasses.replace(g, parts=())
+    cuts = [0, *(k for _, k in segments), len(sizes)]
+    nodes = [g.issue, *(collectives[c].wait + 1 for c, _ in segments)]
+    parts = tuple((n, sum(sizes[a:b]), b - a) for n, a, b in zip(nodes, cuts, cuts[1:]) if b > a)
+    return dataclasses.replace(g, parts=parts)
+
+
+def _move_chunks_out_of_windows(pred: Prediction, groups, sizes, collectives, segments: dict) -> bool:
+    """For each group, the first chunk the prediction starts inside a collective's window (other than the chunk
+    in flight at its launch) and all after it go behind that collective, when it is waited for before the group's
+    first read. Updates ``segments``; True if anything moved."""
+    moved = False
+    for j, (g, p) in enumerate(zip(groups, pred.groups)):
+        if g.wrap_issue is not None:
+            continue
+        segs = dict(segments.get(j, ()))                  # collective -> first copy
+        for m, t in enumerate(p.chunk_starts):
+            w = next((w for w, (lo, hi) in enumerate(pred.windows) if lo < t < hi - 1e-9), None)
+            if w is None or collectives[w].wait + 1 > g.first or segs.get(w) is not None and segs[w] <= m:
+                continue
+            if m in segs.values():                        # already the first chunk of a moved part
+                continue
+            segs[w] = m
+            moved = True
+            break
+        if moved:
+            # parts must stay in copy order: later collectives take later chunks
+            order = sorted(segs.items(), key=lambda cm: (cm[1], cm[0]))
+            clean, last_c = [], -1
+            for c, m in order:
+                if c > last_c:
+                    clean.append((c, m))
+                    last_c = c
+            segments[j] = tuple(clean)
+            return True
+    return moved
+
+
 def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs: GraphCosts,
-                    profile: DeviceProfile, *, free_bytes: int | None = None) -> tuple[Plan, Prediction]:
+                    profile: DeviceProfile, *, free_bytes: int | None = None,
+                    collective_policy: str = "overlap") -> tuple[Plan, Prediction]:
     """The plan the cost model prefers under ``config`` (see the module docstring) and its prediction.
 
-    ``free_bytes`` resolves ``memory_budget="auto"``."""
+    ``free_bytes`` resolves ``memory_budget="auto"``; ``collective_policy`` is the resolved policy (yield or
+    overlap) for copies around the graph's collectives."""
+    if config.schedule == "layerwise":
+        return _layerwise(reads, config, costs, profile)
     budget = config.memory_budget
     if budget == "auto":
         if free_bytes is None:
@@ -154,11 +258,13 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
     minimum = None
     for cs in sizes:
         specs = _specs(reads, cs)
-        search = _Search(specs, cumulative, profile, activations, fixed_depth, config.wrap_around)
+        search = _Search(specs, cumulative, profile, activations, fixed_depth, config.wrap_around,
+                         costs.collectives, collective_policy)
         base, _ = search.evaluate()
         if budget is not None and base.peak_bytes > budget and fixed_depth is None:
             # Double buffering does not fit: one block at a time (copies no longer overlap compute) may.
-            search = _Search(specs, cumulative, profile, activations, 0, config.wrap_around)
+            search = _Search(specs, cumulative, profile, activations, 0, config.wrap_around, costs.collectives,
+                             collective_policy)
             base, _ = search.evaluate()
         if budget is not None and base.peak_bytes > budget:
             minimum = base if minimum is None or base.peak_bytes < minimum.peak_bytes else minimum
@@ -181,7 +287,8 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             rf_used = chosen / n_chunks if budget is not None else config.effective_resident_fraction
             depth = max([1 if search.fixed_depth is None else search.fixed_depth, *search.depths.values()])
             best = (key, _build(specs, search.counts, layout, config, cs, rf_used, depth,
-                                budget if config.memory_budget is not None else None), pred)
+                                budget if config.memory_budget is not None else None, layout.segments,
+                                collective_policy), pred)
     if best is None:
         assert minimum is not None
         raise BudgetError(
@@ -197,14 +304,35 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
     return plan, pred
 
 
+def _layerwise(reads, config: ChunkFlowConfig, costs: GraphCosts, profile: DeviceProfile):
+    """SGLang-style layerwise offloading inside the same backend, for comparisons in one run: each block is copied
+    whole, one block ahead, nothing resident, no wrap-around, no regard for collectives."""
+    largest = max(r.group.nbytes for r in reads)
+    cs = (largest + ALIGN - 1) // ALIGN * ALIGN
+    specs = _specs(reads, cs)
+    counts = [0] * len(specs)
+    layout = _layout(specs, counts, {}, 1, False)
+    plan = _build(specs, counts, layout, config, cs, 0.0, 1, None, None, "overlap", "layerwise")
+    return plan, predict_plan(plan, costs, profile)
+
+
 def predict_plan(plan: Plan, costs: GraphCosts, profile: DeviceProfile) -> Prediction:
     """The model's prediction for an existing plan (e.g. one made without the model)."""
     st = plan.streamed
-    groups = [StreamedGroup(g.key, g.first_use, st[g.issue_before].first_use if g.issue_before is not None else 0,
-                            g.streamed_bytes, len(g.copies),
-                            st[g.wrap_before].first_use if g.wrap_before is not None else None) for g in st]
+    groups = []
+    for g in st:
+        issue = st[g.issue_before].first_use if g.issue_before is not None else 0
+        parts = ()
+        if g.segments:
+            cuts = [0, *(k for _, k in g.segments), len(g.copies)]
+            nodes = [issue, *(costs.collectives[c].wait + 1 for c, _ in g.segments)]
+            parts = tuple((n, sum(c.nbytes for c in g.copies[a:b]), b - a) for n, a, b in zip(nodes, cuts, cuts[1:])
+                          if b > a)
+        groups.append(StreamedGroup(g.key, g.first_use, issue, g.streamed_bytes, len(g.copies),
+                                    st[g.wrap_before].first_use if g.wrap_before is not None else None, parts))
     return simulate(groups, costs.cumulative(), profile, resident_bytes=plan.total_resident_bytes,
-                    arena_bytes=plan.total_arena_bytes, activation_bytes=costs.peak_activation_bytes)
+                    arena_bytes=plan.total_arena_bytes, activation_bytes=costs.peak_activation_bytes,
+                    windows=[(c.launch, c.wait + 1, c.ms) for c in costs.collectives])
 
 
 def block_spans(plan: Plan, costs: GraphCosts) -> list[tuple[str, float, float]]:
