@@ -92,16 +92,10 @@ class PlanReport:
         out.mkdir(parents=True, exist_ok=True)
         (out / "plan.json").write_text(json.dumps(self.plan.to_json(), indent=1))
         (out / "blocks.json").write_text(json.dumps(self.rows(), indent=1))
-        spans = self.prediction.spans(block_spans(self.plan, self.costs), collective_spans(self.costs))
+        spans = self.prediction.spans(block_spans(self.plan, self.costs))
         title = f"{self.model}, {_workload_str(self.workload)}, {self.profile.name}"
         return [str(out / "plan.json"), str(out / "blocks.json"),
                 *write_prediction(str(out), self.prediction, spans, title)]
-
-
-def collective_spans(costs: GraphCosts) -> list[tuple[str, float, float]]:
-    """(name, start, end) in compute-only ms of each node's collectives (at the end of the node)."""
-    cum = costs.cumulative()
-    return [("all_to_all", cum[i + 1] - c, cum[i + 1]) for i, c in enumerate(costs.collective_ms) if c > 0]
 
 
 def _workload_str(w: Workload | None) -> str:
@@ -173,5 +167,8 @@ def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs:
         raise ValueError(f"plan_model: the traced forward of {name} reads none of its parameters")
     gm, example_inputs, reads = best
     costs = estimate_costs(gm, example_inputs, prof, [r.input_index for r in reads], sp_degree=sp)
-    plan, prediction = plan_with_model(reads, config, costs, prof)
+    policy = config.collective_policy
+    if policy == "auto":
+        policy = "yield" if prof.link_shares_h2d else "overlap"
+    plan, prediction = plan_with_model(reads, config, costs, prof, collective_policy=policy)
     return PlanReport(name, workload, prof, config, plan, prediction, costs, len(graphs))

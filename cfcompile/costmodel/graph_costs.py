@@ -233,7 +233,10 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
                                          f"all-to-alls of sequence parallelism; give a profile with link_gbs")
                     per_rank = moved / sp_degree * (sp_degree - 1) / sp_degree
                     collective_ms[index[n]] = per_rank / (profile.link_gbs * 1e9) * 1e3 \
-                        + 4 * profile.kernel_overhead_us / 1e3
+                        + 4 * profile.link_latency_us / 1e3
+                    # modelled, not in the graph: one window around the attention for its four all-to-alls
+                    collectives.append(Collective("all_to_all_single", index[n], index[n], int(moved / sp_degree),
+                                                  sp_degree, collective_ms[index[n]]))
                 return out
             with recorder:
                 return super().run_node(n)

@@ -90,6 +90,8 @@ class Prediction:
             out.append(Span("compute", name, a, max(a, b - _stall_inside(stalls, start, end)), "block"))
         for name, start, end in collectives:
             out.append(Span("collective", name, shifted(start), shifted(start) + end - start, "all_to_all"))
+        if not collectives:  # the windows the simulation played (stalls and contention included)
+            out.extend(Span("collective", "collective", lo, hi, "all_to_all") for lo, hi in self.windows)
         for w, s, key in stalls:
             t = shifted(w) - s
             out.append(Span("compute", f"wait {key}", t, t + s, "stall"))

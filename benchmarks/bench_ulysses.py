@@ -1,0 +1,172 @@
+"""A preset DiT with diffusers' Ulysses context parallelism over N processes, through chunkflow: no offloading,
+SGLang-style `layerwise`, and chunkflow at several residencies / budgets, all in one run.
+
+    torchrun --nproc-per-node 2 benchmarks/bench_ulysses.py --model flux --height 1024 --width 1024 \\
+        --configs inductor,layerwise,chunkflow:0.5,chunkflow:0.75,budget:12GiB
+    NCCL_P2P_DISABLE=1 torchrun ...                  # a PCIe-only node: collectives share the path with H2D copies
+    torchrun --nproc-per-node 2 benchmarks/bench_ulysses.py --model flux --tiny --device cpu --configs inductor,chunkflow:0.5
+
+Each rank builds the same model (seed 0), `model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=N))`,
+and compiles it; rank 0 prints and writes $OUT/ulysses_<model>_<tokens>_sp<N>.json. Step time: median of CUDA-event
+timed calls after warm-up (all ranks step together; rank 0's numbers are reported). Memory: rank 0's peaks. The
+predicted step time and peak come from the backend's cost model. Options per config: `chunkflow:<rf>[:<policy>]`
+(policy yield / overlap / auto), `budget:<bytes>[:<policy>]`, `layerwise`, `inductor`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+import cfcompile  # noqa: E402
+from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
+from cfcompile.presets import Workload, get_preset  # noqa: E402
+
+
+def parse(spec: str) -> list[tuple[str, dict | None]]:
+    out = []
+    for c in filter(None, spec.split(",")):
+        kind, *args = c.split(":")
+        if kind == "inductor":
+            out.append((c, None))
+        elif kind == "layerwise":
+            out.append((c, {"schedule": "layerwise"}))
+        elif kind == "chunkflow":
+            out.append((c, {"resident_fraction": float(args[0]), **({"collective_policy": args[1]} if len(args) > 1
+                                                                      else {})}))
+        elif kind == "budget":
+            out.append((c, {"memory_budget": args[0], **({"collective_policy": args[1]} if len(args) > 1 else {})}))
+        else:
+            raise SystemExit(f"--configs: unknown {c!r}")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="flux")
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--frames", type=int, default=1)
+    p.add_argument("--text-tokens", type=int)
+    p.add_argument("--configs", default="inductor,layerwise,chunkflow:0.5")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--tiny", action="store_true")
+    args = p.parse_args()
+
+    cuda = args.device == "cuda"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    elif torch.accelerator.current_accelerator() is None:
+        torch.accelerator.device_count = lambda: 1  # diffusers divides the rank by it (tests/test_ulysses.py)
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    from diffusers import ContextParallelConfig
+
+    preset = get_preset(args.model)
+    workload = Workload(height=args.height, width=args.width, frames=args.frames, text_tokens=args.text_tokens,
+                        sp_degree=world)
+    model = preset.build(device, dtype, tiny=args.tiny)
+    inputs = preset.inputs(model.config, workload, device, dtype)
+    model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
+    tokens = preset.tokens(workload)
+    results = []
+
+    def timed(fn) -> dict:
+        def sync():
+            if cuda:
+                torch.cuda.synchronize()
+            dist.barrier()
+
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        first = time.perf_counter() - t0
+        for _ in range(2):
+            fn()
+        sync()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(args.iters):
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t) * 1e3)
+        r = dict(step_ms=statistics.median(times), first_call_s=first)
+        if cuda:
+            r.update(peak_alloc_gib=torch.cuda.max_memory_allocated() / 2**30,
+                     peak_reserved_gib=torch.cuda.max_memory_reserved() / 2**30)
+        return r
+
+    def out_of(o):
+        import torch.distributed._functional_collectives as funcol
+
+        o = o[0] if isinstance(o, (tuple, list)) else o
+        return o.wait() if isinstance(o, funcol.AsyncCollectiveTensor) else o
+
+    configs = parse(args.configs)
+    ref = None
+    with torch.no_grad():
+        for label, options in configs:
+            if options is None:
+                fn = torch.compile(model, backend="inductor")
+                results.append(dict(config=label, **timed(lambda: fn(**inputs))))
+                ref = out_of(fn(**inputs)).float()
+                del fn
+        if any(o is not None for _, o in configs):
+            cfcompile.offload(model, device=device)
+            for label, options in configs:
+                if options is None:
+                    continue
+                torch._dynamo.reset()
+                gc.collect()
+                if cuda:
+                    torch.cuda.empty_cache()
+                fn = torch.compile(model, backend=chunkflow_backend, options=options)
+                r = timed(lambda: fn(**inputs))
+                g = compiled_graphs()[-1]
+                out = out_of(fn(**inputs)).float()
+                pred = g.chunkflow_prediction
+                r.update(config=label, predicted_step_ms=pred.step_ms, predicted_peak_gib=pred.peak_bytes / 2**30,
+                         resident_gib=g.chunkflow_plan.total_resident_bytes / 2**30,
+                         arena_gib=g.chunkflow_plan.total_arena_bytes / 2**30,
+                         streamed_gib=g.chunkflow_plan.streamed_bytes / 2**30,
+                         policy=g.chunkflow_plan.collective_policy, schedule=g.chunkflow_plan.schedule,
+                         plan=g.chunkflow_plan.fingerprint()[:16],
+                         rel_err=((out - ref).abs().max() / ref.abs().max()).item() if ref is not None else None)
+                fps = [None] * world
+                dist.all_gather_object(fps, r["plan"])
+                r["plans_agree"] = len(set(fps)) == 1
+                results.append(r)
+                del fn
+    if rank == 0:
+        env = dict(date=time.strftime("%Y-%m-%d"), torch=torch.__version__, world=world, model=args.model,
+                   tokens=tokens, device=torch.cuda.get_device_name() if cuda else "cpu",
+                   nccl_p2p_disable=os.environ.get("NCCL_P2P_DISABLE", "0"))
+        for r in results:
+            r.update(env)
+            print({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}, flush=True)
+        out = Path(os.environ.get("OUT", "."))
+        name = f"ulysses_{args.model}{'-tiny' if args.tiny else ''}_{tokens}_sp{world}.json"
+        (out / name).write_text(json.dumps(results, indent=1))
+    dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
