@@ -53,7 +53,7 @@ def test_attention_is_one_fused_kernel():
     # no 128 x 128 score matrix: activations are q, k, v, the attention output and its double
     assert costs.peak_activation_bytes == 5 * q.numel() * 4
     # Ulysses over 2 ranks: half the compute, plus four all-to-alls of half the per-rank bytes
-    link = dataclasses.replace(TOY, link_gbs=1.0)
+    link = dataclasses.replace(TOY, link_gbs=1.0, link_latency_us=0.0)
     two = estimate_costs(gm, inputs, link, sp_degree=2)
     per_rank_a2a = 4 * q.numel() * 4 / 2 / 2 / 1e9 * 1e3
     sdpa2 = next(ms for n, ms in zip(gm.graph.nodes, two.node_ms) if "scaled_dot" in n.name)
