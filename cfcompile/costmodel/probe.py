@@ -2,8 +2,9 @@
 
 About a second on an H100. H2D copies go from ``cudaHostRegister``'ed memory through a UVA view on a side stream,
 back to back, at several sizes; a least-squares line ``time = latency + bytes / bandwidth`` over them is the
-size dependence the model uses. Efficiencies are measured against the built-in peak of the same GPU family when
-there is one (else the measured throughput is the peak and the efficiency 1).
+size dependence the model uses. Matmul throughput is the harmonic mean over DiT-shaped bf16 matmuls (one big GEMM
+would overstate what a DiT's mix reaches). Efficiencies are measured against the built-in peak of the same GPU
+family when there is one (else the measured throughput is the peak and the efficiency 1).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from .profiles import DeviceProfile, profile_for
 
 _COPY_SIZES = (2**20, 4 * 2**20, 16 * 2**20, 64 * 2**20)
+_MATMULS = ((4096, 3072, 3072), (4096, 3072, 12288), (1024, 3072, 3072), (4096, 5120, 5120))
 
 
 def _time_ms(fn, reps: int, stream=None) -> float:
@@ -63,13 +65,18 @@ def probe_device(device) -> DeviceProfile:
         latency_ms, ms_per_byte = fit_line([float(s) for s in _COPY_SIZES], times)
         h2d_gbs = 1 / ms_per_byte / 1e6
 
-        a = torch.randn(4096, 4096, device=device, dtype=torch.bfloat16)
-        b = torch.randn(4096, 8192, device=device, dtype=torch.bfloat16)
-        mm_tflops = 2 * 4096 * 4096 * 8192 / _time_ms(lambda: a @ b, 10) / 1e9
+        # DiT-shaped matmuls (tokens x hidden x hidden / MLP): the mean throughput, not one big GEMM's best
+        rates = []
+        for m, k, n in _MATMULS:
+            a = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+            b = torch.randn(k, n, device=device, dtype=torch.bfloat16)
+            rates.append(2 * m * k * n / _time_ms(lambda: a @ b, 10) / 1e9)
+            del a, b
+        mm_tflops = len(rates) / sum(1 / r for r in rates)   # harmonic mean: time-weighted for equal FLOPs
         x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
         y = torch.empty_like(x)
         mem_gbs = 2 * x.numel() / _time_ms(lambda: y.copy_(x), 10) / 1e6
-        del a, b, x, y, dst
+        del x, y, dst
     try:
         ref = profile_for(name)
         peak = dataclasses.replace(ref, source="probe")

@@ -134,7 +134,16 @@ def resolve_profile(spec: str | None, device) -> DeviceProfile:
             log.warning("chunkflow: ignoring the cached profile %s (%s); probing again", path, e)
     from .probe import probe_device
 
-    profile = probe_device(device)
+    try:
+        profile = probe_device(device)
+    except Exception as e:  # noqa: BLE001 - planning must not fail because a measurement did
+        try:
+            fallback = profile_for(name)
+        except ValueError:
+            raise RuntimeError(f"chunkflow: probing {name} failed ({e}) and there is no built-in profile for it; "
+                               f"pass options={{'profile': 'path/to/profile.json'}}") from e
+        log.warning("chunkflow: probing %s failed (%s); using the built-in %s profile", name, e, fallback.name)
+        return fallback
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
