@@ -171,7 +171,7 @@ class _Compiled:
         example_inputs = self.example_inputs
         self.plan, self.prediction, self.costs = plan, prediction, costs
         self.compiled = self.rt = None  # free the previous graph's arena before allocating the next one
-        rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device)
+        rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device, config.shared_arena)
         layout = InputLayout.after(len(example_inputs), plan)
         names = [f"cf_slot_{j}" for j in range(len(rt.slots))] + [f"cf_host_{j}" for j in range(len(rt.hosts))] + \
             [f"cf_resident_{j}" for j in range(len(rt.residents))]

@@ -104,6 +104,11 @@ class ChunkFlowConfig:
     """Time the second call of the compiled graph per block (CUDA events; wall clock on the CPU), scale the cost
     model's estimates to what was measured, plan again, and recompile once if the plan changes."""
 
+    shared_arena: bool = True
+    """Graphs on one device share one streaming arena (per dtype), sized for the largest: graphs of one model run
+    one after another. False gives this graph an arena of its own (graphs that run concurrently on several
+    streams)."""
+
     wrap_around: bool = True
     """Prefetch the first streamed blocks of the next call during the tail of this one (a DiT runs the same graph
     every denoising step); the first call copies them at its start. Weights must not change between calls."""
@@ -158,6 +163,8 @@ class ChunkFlowConfig:
                              "resident_fraction, memory_budget or chunk_size")
         if not isinstance(self.calibrate, bool):
             raise ValueError(f"calibrate: expected True or False, got {self.calibrate!r}")
+        if not isinstance(self.shared_arena, bool):
+            raise ValueError(f"shared_arena: expected True or False, got {self.shared_arena!r}")
         if not isinstance(self.wrap_around, bool):
             raise ValueError(f"wrap_around: expected True or False, got {self.wrap_around!r}")
         if self.dump is not None and not isinstance(self.dump, (str, os.PathLike)):

@@ -54,26 +54,45 @@ def _event(slot: torch.Tensor, event: int) -> torch.cuda.Event:
     return ev
 
 
-_pending: set[tuple[int, int]] = set()   # (slot pointer, event) copied by a previous call's tail (wrap-around)
+# Wrap-around: copies made by a call's tail for the next call, keyed by *what* they copied where (slot address,
+# source address, offsets, sizes), so a graph only takes bytes that are exactly the ones it needs; value: the byte
+# range they occupy and the event recorded after them (CUDA).
+_pending: dict[tuple, tuple[int, int, object]] = {}
 
 
 def forget_slots(pointers: list[int]) -> None:
-    """Drop wrap-around state of slots whose memory is being freed (the next arena at that address is new)."""
+    """Drop wrap-around state of slots whose memory is being freed or moved (the next arena there is new)."""
     ptrs = set(pointers)
-    _pending.difference_update({k for k in _pending if k[0] in ptrs})
+    for k in [k for k in _pending if k[0] in ptrs]:
+        del _pending[k]
+
+
+def _overwritten(lo: int, hi: int) -> None:
+    """A copy into [lo, hi) spoils whatever was pending there. Within one graph nothing writes a pending slot's
+    bytes before its next call takes them (the plan's lifetimes); another graph sharing the arena may."""
+    for k, (a, b, _) in list(_pending.items()):
+        if a < hi and lo < b:
+            del _pending[k]
 
 
 @torch.library.custom_op("cfcompile::prefetch_", mutates_args=("slot", "fences"))
 def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor, src_offsets: list[int],
               dst_offsets: list[int], numels: list[int], event: int, overlap: bool = True, phase: int = 0) -> None:
-    key = (slot.data_ptr(), event)
-    if phase == 2:  # wrap-around, in this call: only if the previous call's tail did not copy it already
-        if key in _pending:
-            _pending.discard(key)
-            return
-    elif phase == 1:  # wrap-around, in the tail: for the next call
-        _pending.add(key)
-    if slot.device.type == "cuda" and overlap:
+    cuda = slot.device.type == "cuda" and overlap
+    if phase:
+        key = (slot.data_ptr(), src.data_ptr(), tuple(src_offsets), tuple(dst_offsets), tuple(numels))
+        if phase == 2:  # wrap-around, in this call: only if a previous call's tail copied exactly these bytes
+            found = _pending.pop(key, None)
+            if found is not None:
+                if cuda:  # this graph's wait waits on its own event: chain it after the tail's copies
+                    stream = copy_stream(slot.device)
+                    stream.wait_event(found[2])
+                    _event(slot, event).record(stream)
+                return
+    lo = slot.data_ptr()
+    if _pending:
+        _overwritten(lo, lo + slot.numel() * slot.element_size())
+    if cuda:
         stream = copy_stream(slot.device)
         stream.wait_stream(torch.cuda.current_stream(slot.device))
         with torch.cuda.stream(stream):
@@ -89,6 +108,12 @@ def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor,
             if slot.device.type == "cuda":
                 torch.cuda.current_stream(slot.device).synchronize()
             marks.append(("copy", event, (time.perf_counter() - t0) * 1e3))
+    if phase == 1:  # wrap-around, in the tail: for the next call
+        ev = None
+        if cuda:
+            ev = torch.cuda.Event()
+            ev.record(copy_stream(slot.device))
+        _pending[key] = (lo, lo + slot.numel() * slot.element_size(), ev)
 
 
 @prefetch_.register_fake
