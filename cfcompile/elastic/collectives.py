@@ -1,0 +1,161 @@
+"""Collectives over a :class:`LogicalGroup` on the world process group, by pairwise point-to-point steps.
+
+Schedule (n members, member i, steps s = 1..n-1)::
+
+    step s:   batch_isend_irecv([isend(chunk for (i+s)%n -> (i+s)%n), irecv(from (i-s)%n)]);  wait both
+    (the chunk for i itself is a local copy)
+
+Why it cannot deadlock:
+
+1. Inside one collective the steps pair up exactly: at step s member i sends to j = (i+s)%n, and j at the same
+   step receives from (j-s)%n = i. Send and receive of a step are posted together, without blocking (NCCL: one
+   ``ncclGroupStart/End``), and waited together, so no member blocks on a send before posting its receive. By
+   induction on s every member finishes step s once all members have entered the collective.
+2. Between two ranks a collective sends at most one message each way (only at steps (j-i)%n and (i-j)%n), and
+   point-to-point messages between a pair are matched in the order they are posted (NCCL: one stream per pair
+   of the world communicator; gloo: per peer and tag, FIFO).
+3. So with several groups, overlapping or not, issued back to back: provided every rank issues its collectives
+   in an order consistent with one global order (the usual SPMD rule, e.g. every rank walks the same list of
+   (group, op) and skips the ones it is not in), take the earliest collective in that order that some member has
+   not finished. All its members have finished every earlier collective (by minimality), so they all enter it;
+   by (2) their messages match the right collective, and by (1) it completes. Hence all collectives complete.
+   Non-members are never waited on: nothing is posted to or from them.
+
+Ranks outside the group return ``None`` at once; the only torch.distributed call they make is ``get_rank()``
+(host-side). NCCL: set the device first and initialise the world eagerly (``init_process_group(device_id=...)``)
+or run one world collective first, since a batched P2P must not be the first NCCL call on a lazily created
+communicator (see ``torch.distributed.batch_isend_irecv``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+from .groups import LogicalGroup
+
+log = logging.getLogger(__name__)
+
+
+def _me(group: LogicalGroup) -> int | None:
+    """This process's group rank, or None if it is not a member (no communication)."""
+    if not isinstance(group, LogicalGroup):
+        raise TypeError(f"expected a LogicalGroup, got {type(group).__name__}; build one with "
+                        "cfcompile.elastic.form_group(ranks)")
+    rank = dist.get_rank()
+    if rank not in group:
+        return None
+    group.check_world(dist.get_world_size())
+    return group.rank_in_group(rank)
+
+
+def _exchange(group: LogicalGroup, me: int, sends: Sequence[torch.Tensor | None],
+              recvs: Sequence[torch.Tensor | None]) -> None:
+    """Pairwise schedule: ``sends[j]`` goes to member j, ``recvs[j]`` is filled from member j (None = nothing)."""
+    n = group.size
+    for s in range(1, n):
+        to, frm = (me + s) % n, (me - s) % n
+        ops = []
+        if sends[to] is not None:
+            ops.append(dist.P2POp(dist.isend, sends[to], group.ranks[to]))
+        if recvs[frm] is not None:
+            ops.append(dist.P2POp(dist.irecv, recvs[frm], group.ranks[frm]))
+        if ops:
+            for work in dist.batch_isend_irecv(ops):
+                work.wait()
+
+
+def _splits(name: str, splits, total: int, n: int) -> list[int]:
+    if splits is None:
+        if total % n:
+            raise ValueError(f"all_to_all: dim 0 of size {total} does not divide into {n} equal parts; "
+                             f"pass {name} for unequal splits")
+        return [total // n] * n
+    splits = [int(x) for x in splits]
+    if len(splits) != n or any(x < 0 for x in splits):
+        raise ValueError(f"all_to_all: {name} must be {n} non-negative sizes (one per group member), got {splits}")
+    return splits
+
+
+def all_to_all(input: torch.Tensor, group: LogicalGroup, output_split_sizes: Sequence[int] | None = None,
+               input_split_sizes: Sequence[int] | None = None) -> torch.Tensor | None:
+    """``all_to_all_single`` over ``group``: rows ``input_split_sizes[j]`` go to member j; returns the received
+    rows concatenated along dim 0 in group-rank order (``output_split_sizes[j]`` from member j). None for
+    non-members. Splits must agree across members, as for ``all_to_all_single``.
+    """
+    me = _me(group)
+    if me is None:
+        return None
+    n = group.size
+    input = input.contiguous()
+    in_splits = _splits("input_split_sizes", input_split_sizes, input.shape[0], n)
+    if sum(in_splits) != input.shape[0]:
+        raise ValueError(f"all_to_all: input_split_sizes {in_splits} sum to {sum(in_splits)}, but input has "
+                         f"{input.shape[0]} rows along dim 0")
+    out_splits = _splits("output_split_sizes", output_split_sizes, input.shape[0], n)
+    out = input.new_empty((sum(out_splits), *input.shape[1:]))
+    ins, outs = input.split(in_splits), out.split(out_splits)
+    outs[me].copy_(ins[me])
+    _exchange(group, me, [t if t.numel() else None for t in ins], [t if t.numel() else None for t in outs])
+    return out
+
+
+def all_gather(input: torch.Tensor, group: LogicalGroup) -> torch.Tensor | None:
+    """Every member's ``input`` (same shape on all) concatenated along dim 0 in group-rank order; None for
+    non-members."""
+    me = _me(group)
+    if me is None:
+        return None
+    input = input.contiguous()
+    out = input.new_empty((group.size * input.shape[0], *input.shape[1:]))
+    outs = out.chunk(group.size) if input.shape[0] else [out] * group.size
+    outs[me].copy_(input)
+    if input.numel():
+        _exchange(group, me, [input] * group.size, list(outs))
+    return out
+
+
+def _check_peer(peer: int, what: str) -> int:
+    world = dist.get_world_size()
+    if isinstance(peer, bool) or not isinstance(peer, int) or not 0 <= peer < world:
+        raise ValueError(f"{what}: peer must be a global rank in 0..{world - 1}, got {peer!r}")
+    if peer == dist.get_rank():
+        raise ValueError(f"{what}: peer {peer} is this rank; copy the tensor instead")
+    return peer
+
+
+def send(tensor: torch.Tensor, dst: int) -> None:
+    """Send ``tensor`` to global rank ``dst`` (which calls :func:`recv` with the same shape and dtype)."""
+    dst = _check_peer(dst, "send")
+    for work in dist.batch_isend_irecv([dist.P2POp(dist.isend, tensor.contiguous(), dst)]):
+        work.wait()
+
+
+def recv(out: torch.Tensor, src: int) -> torch.Tensor:
+    """Receive from global rank ``src`` into ``out`` (contiguous; shape and dtype as sent); return ``out``."""
+    src = _check_peer(src, "recv")
+    if not out.is_contiguous():
+        raise ValueError("recv: out must be contiguous; allocate it with torch.empty(shape, dtype=..., device=...)")
+    for work in dist.batch_isend_irecv([dist.P2POp(dist.irecv, out, src)]):
+        work.wait()
+    return out
+
+
+def _default_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def barrier(group: LogicalGroup, device: torch.device | str | None = None) -> None:
+    """Return once every member has entered; a one-element exchange with every other member. No-op for
+    non-members. ``device`` defaults to the backend's (CUDA current device on NCCL, else CPU)."""
+    me = _me(group)
+    if me is None or group.size == 1:
+        return
+    token = torch.zeros(1, device=device or _default_device())
+    bufs = [torch.empty_like(token) for _ in range(group.size)]
+    _exchange(group, me, [token] * group.size, bufs)
