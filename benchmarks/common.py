@@ -95,8 +95,6 @@ def _timed(fn, warmup: int, iters: int, first: float) -> dict:
 
 def h2d_bandwidth(nbytes: int = 2**30, iters: int = 5) -> float:
     """GB/s of a pinned (cudaHostRegister'ed, UVA) -> device copy on a side stream, as chunkflow does it."""
-    from cfcompile.offload import _CudaArrayInterface, _pin
-
     with gpu_lock():
         return _h2d_bandwidth(nbytes, iters)
 

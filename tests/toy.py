@@ -14,9 +14,12 @@ class Block(nn.Module):
         self.ff1 = nn.Linear(d, 4 * d)
         self.ff2 = nn.Linear(4 * d, d)
 
+    def attend(self, q, k, v):
+        return F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+
     def forward(self, x):
         q, k, v = self.qkv(self.norm(x)).chunk(3, -1)
-        x = x + self.proj(F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0])
+        x = x + self.proj(self.attend(q, k, v))
         return x + self.ff2(F.gelu(self.ff1(x)))
 
 
@@ -46,17 +49,13 @@ class SPBlock(Block):
         super().__init__(d)
         self.group = group
 
-    def forward(self, x):
+    def attend(self, q, k, v):
         import torch.distributed._functional_collectives as funcol
 
         def a2a(t):
             return funcol.wait_tensor(funcol.all_to_all_single(t.contiguous(), None, None, self.group))
 
-        q, k, v = self.qkv(self.norm(x)).chunk(3, -1)
-        q, k, v = a2a(q), a2a(k), a2a(v)
-        attn = a2a(F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0])
-        x = x + self.proj(attn)
-        return x + self.ff2(F.gelu(self.ff1(x)))
+        return a2a(super().attend(a2a(q), a2a(k), a2a(v)))
 
 
 def sp_toy(group, blocks: int = 4, d: int = 64) -> tuple[ToyDiT, torch.Tensor]:

@@ -71,8 +71,6 @@ class GraphCosts:
             out.append(t)
         return out
 
-    def scaled(self, factor: float) -> "GraphCosts":
-        return dataclasses.replace(self, node_ms=tuple(ms * factor for ms in self.node_ms))
 
 
 def _sdpa_cpu_flops(query, key, value, *args, out_val=None, **kwargs) -> int:

@@ -73,10 +73,9 @@ class Prediction:
             g["hidden"], g["cover_ms"] = p.hidden, p.cover_ms
         return d
 
-    def spans(self, blocks: Sequence[tuple[str, float, float]] = (),
-              collectives: Sequence[tuple[str, float, float]] = ()):
-        """The predicted timeline as `visualize.Span`s: compute blocks and collectives (``(name, start, end)`` in
-        compute-only time, shifted by the stalls before them), stalls, and copies."""
+    def spans(self, blocks: Sequence[tuple[str, float, float]] = ()):
+        """The predicted timeline as `visualize.Span`s: compute blocks (``(name, start, end)`` in compute-only
+        time, shifted by the stalls before them), stalls, copies, and the collectives' windows."""
         from ..visualize import Span
 
         stalls = sorted((g.wait_ms, g.stall_ms, g.key) for g in self.groups if g.stall_ms > 1e-6)
@@ -88,10 +87,8 @@ class Prediction:
         for name, start, end in blocks:
             a, b = shifted(start), shifted(end)
             out.append(Span("compute", name, a, max(a, b - _stall_inside(stalls, start, end)), "block"))
-        for name, start, end in collectives:
-            out.append(Span("collective", name, shifted(start), shifted(start) + end - start, "all_to_all"))
-        if not collectives:  # the windows the simulation played (stalls and contention included)
-            out.extend(Span("collective", "collective", lo, hi, "all_to_all") for lo, hi in self.windows)
+        # the windows as the simulation played them (stalls and contention included)
+        out.extend(Span("collective", "collective", lo, hi, "all_to_all") for lo, hi in self.windows)
         for w, s, key in stalls:
             t = shifted(w) - s
             out.append(Span("compute", f"wait {key}", t, t + s, "stall"))

@@ -59,7 +59,6 @@ def probe_device(device) -> DeviceProfile:
                 for size in _COPY_SIZES:
                     reps = max(2, (64 * 2**20) // size)
                     times.append(_time_ms(lambda s=size: dst[:s].copy_(src[:s], non_blocking=True), reps, stream))
-            del src
         finally:
             _unpin(host.data_ptr())
         latency_ms, ms_per_byte = fit_line([float(s) for s in _COPY_SIZES], times)
@@ -71,12 +70,10 @@ def probe_device(device) -> DeviceProfile:
             a = torch.randn(m, k, device=device, dtype=torch.bfloat16)
             b = torch.randn(k, n, device=device, dtype=torch.bfloat16)
             rates.append(2 * m * k * n / _time_ms(lambda: a @ b, 10) / 1e9)
-            del a, b
         mm_tflops = len(rates) / sum(1 / r for r in rates)   # harmonic mean: time-weighted for equal FLOPs
         x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
         y = torch.empty_like(x)
         mem_gbs = 2 * x.numel() / _time_ms(lambda: y.copy_(x), 10) / 1e6
-        del x, y, dst
     try:
         ref = profile_for(name)
         peak = dataclasses.replace(ref, source="probe")

@@ -280,11 +280,6 @@ def _collective_waits(graph: fx.Graph) -> list[fx.Node]:
     return out
 
 
-def collective_windows(graph: fx.Graph) -> list[tuple[fx.Node, fx.Node]]:
-    """(launch, wait) of each functional collective, in launch order."""
-    return [(w.args[0], w) for w in _collective_waits(graph)]
-
-
 def clobbers(plan: Plan) -> dict:
     """For each streamed group j, the earlier streamed groups whose arena bytes its prefetch overwrites; and for
     each wrapped group, under the key ``("next", j)``, the groups its prefetch for the next call overwrites (every

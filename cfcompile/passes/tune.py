@@ -319,17 +319,10 @@ def _layerwise(reads, config: ChunkFlowConfig, costs: GraphCosts, profile: Devic
 def predict_plan(plan: Plan, costs: GraphCosts, profile: DeviceProfile) -> Prediction:
     """The model's prediction for an existing plan (e.g. one made without the model)."""
     st = plan.streamed
-    groups = []
-    for g in st:
-        issue = st[g.issue_before].first_use if g.issue_before is not None else 0
-        parts = ()
-        if g.segments:
-            cuts = [0, *(k for _, k in g.segments), len(g.copies)]
-            nodes = [issue, *(costs.collectives[c].wait + 1 for c, _ in g.segments)]
-            parts = tuple((n, sum(c.nbytes for c in g.copies[a:b]), b - a) for n, a, b in zip(nodes, cuts, cuts[1:])
-                          if b > a)
-        groups.append(StreamedGroup(g.key, g.first_use, issue, g.streamed_bytes, len(g.copies),
-                                    st[g.wrap_before].first_use if g.wrap_before is not None else None, parts))
+    groups = [_with_parts(StreamedGroup(g.key, g.first_use, st[g.issue_before].first_use if g.issue_before is not None
+                                        else 0, g.streamed_bytes, len(g.copies),
+                                        st[g.wrap_before].first_use if g.wrap_before is not None else None),
+                          g.segments, [c.nbytes for c in g.copies], costs.collectives) for g in st]
     return simulate(groups, costs.cumulative(), profile, resident_bytes=plan.total_resident_bytes,
                     arena_bytes=plan.total_arena_bytes, activation_bytes=costs.peak_activation_bytes,
                     windows=[(c.launch, c.wait + 1, c.ms) for c in costs.collectives])

@@ -110,8 +110,8 @@ def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor,
             marks.append(("copy", event, (time.perf_counter() - t0) * 1e3))
     if phase == 1:  # wrap-around, in the tail: for the next call
         ev = None
-        if cuda:
-            ev = torch.cuda.Event()
+        if cuda:  # its own cached event (not the wait's, which this graph re-records every call)
+            ev = _event(slot, -1 - event)
             ev.record(copy_stream(slot.device))
         _pending[key] = (lo, lo + slot.numel() * slot.element_size(), ev)
 
