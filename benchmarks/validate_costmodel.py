@@ -24,6 +24,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import gpu_lock  # noqa: E402
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,19 +34,57 @@ def main() -> int:
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--frames", type=int)
-    p.add_argument("--groups", required=True, help="config groups, ';' between processes, ',' within one")
+    p.add_argument("--groups", help="config groups, ';' between processes, ',' within one")
+    p.add_argument("--merge-only", action="store_true",
+                   help="run nothing: merge and print the rows already under $OUT/proc*/ (after a run cut short)")
     p.add_argument("--stagger", type=float, default=30.0, help="seconds between process starts")
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--deadline", type=float, default=float("inf"),
+                   help="seconds after which unfinished processes are killed (their finished rows are kept)")
     args = p.parse_args()
 
-    import torch
+    out = Path(os.environ.get("OUT", "."))
+    profile, status = None, 0
+    if not args.merge_only:
+        if not args.groups:
+            p.error("--groups is required unless --merge-only")
+        profile, status = run_groups(args, out)
+    rows = []
+    for path in sorted(glob.glob(str(out / "proc*" / "*.json"))):
+        rows += json.load(open(path))
+    if not rows:
+        print("no results", file=sys.stderr)
+        return 1
+    tokens = rows[0]["tokens"]
+    for r in rows:
+        if profile is not None:
+            r["profile"] = dataclass_dict(profile)
+    with open(out / f"validate_{args.model}_{tokens}.json", "w") as f:
+        json.dump(rows, f, indent=1)
+    table = []
+    for r in rows:
+        pred, meas = r.get("predicted_step_ms"), r.get("step_ms")
+        err = f"{(pred - meas) / meas * 100:+.1f}%" if pred and meas else ""
+        ppk, mpk = r.get("predicted_peak_gib"), r.get("peak_alloc_gib")
+        table.append((r["config"], _f(meas), _f(pred), err, _f(mpk, 2), _f(ppk, 2),
+                      f"{(ppk - mpk) / mpk * 100:+.1f}%" if ppk and mpk else "", r.get("error", "")[:60]))
+    print(tabulate(table, headers=["config", "step ms", "predicted ms", "error", "peak GiB", "predicted GiB",
+                                   "error", "failure"]))
+    return status
 
+
+def run_groups(args, out: Path):
+    """Start one bench_offload.py process per group; returns the probed profile and the combined exit status."""
     from cfcompile.costmodel.profiles import resolve_profile
 
-    profile = resolve_profile(None, "cuda")  # probe once (and cache) before the processes start
+    # A lock given by the caller is shared with whatever else it runs on the GPU (e.g. gpu_check.py under flock).
+    lock = os.environ.get("CFCOMPILE_BENCH_LOCK") or \
+        tempfile.NamedTemporaryFile(prefix="gpu-", suffix=".lock", delete=False).name
+    os.environ["CFCOMPILE_BENCH_LOCK"] = lock
+    with gpu_lock():
+        profile = resolve_profile(None, "cuda")  # probe once (and cache) before the processes start
     print(f"device profile: {profile}", flush=True)
-    out = Path(os.environ.get("OUT", "."))
-    lock = tempfile.NamedTemporaryFile(prefix="gpu-", suffix=".lock", delete=False).name
+    deadline = time.monotonic() + args.deadline
     procs = []
     for i, configs in enumerate(filter(None, args.groups.split(";"))):
         sub = out / f"proc{i}"
@@ -60,32 +101,16 @@ def main() -> int:
         time.sleep(args.stagger)
     status = 0
     for proc, log, configs in procs:
-        status |= proc.wait()
+        try:
+            status |= proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # the rows it wrote so far are kept
+            proc.kill()
+            status |= proc.wait() or 1
+            print(f"killed at the deadline: {configs}", flush=True)
         log.close()
         print(f"finished {configs}: exit {proc.returncode}", flush=True)
 
-    rows = []
-    for path in sorted(glob.glob(str(out / "proc*" / "*.json"))):
-        rows += json.load(open(path))
-    if not rows:
-        print("no results", file=sys.stderr)
-        return 1
-    tokens = rows[0]["tokens"]
-    for r in rows:
-        r["profile"] = dataclass_dict(profile)
-    with open(out / f"validate_{args.model}_{tokens}.json", "w") as f:
-        json.dump(rows, f, indent=1)
-    table = []
-    for r in rows:
-        pred, meas = r.get("predicted_step_ms"), r.get("step_ms")
-        err = f"{(pred - meas) / meas * 100:+.1f}%" if pred and meas else ""
-        ppk, mpk = r.get("predicted_peak_gib"), r.get("peak_alloc_gib")
-        table.append((r["config"], _f(meas), _f(pred), err, _f(mpk, 2), _f(ppk, 2),
-                      f"{(ppk - mpk) / mpk * 100:+.1f}%" if ppk and mpk else "", r.get("error", "")[:60]))
-    print(tabulate(table, headers=["config", "step ms", "predicted ms", "error", "peak GiB", "predicted GiB",
-                                   "error", "failure"]))
-    del torch
-    return status
+    return profile, status
 
 
 def dataclass_dict(p) -> dict:
