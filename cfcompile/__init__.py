@@ -30,6 +30,10 @@ def __getattr__(name: str):
 
 
 def compile(model: Any, *, mode: str | None = None, dynamic: bool | None = None, **options: Any):
-    """``torch.compile(model, backend="chunkflow", options=options)``, validating the options first."""
+    """``torch.compile(model, backend="chunkflow", options=options)``, validating the options first.
+
+    torch.compile refuses ``mode`` together with ``options``; the mode travels inside the options instead."""
     ChunkFlowConfig.from_options(options, mode)
-    return torch.compile(model, backend="chunkflow", mode=mode, dynamic=dynamic, options=options or None)
+    if mode is not None and mode != "default":
+        options = {**options, "mode": mode}
+    return torch.compile(model, backend="chunkflow", dynamic=dynamic, options=options or None)

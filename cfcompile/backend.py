@@ -23,7 +23,7 @@ import torch.fx as fx
 
 from .runtime import timing
 from .runtime.arena import GraphRuntime
-from .config import ChunkFlowConfig, format_bytes
+from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, format_bytes
 from .costmodel.graph_costs import estimate_costs
 from .costmodel.profiles import resolve_profile
 from .dump import new_dump_dir, write_plan, write_prediction
@@ -117,6 +117,12 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     # Inductor's reorder_for_locality sinks producers toward their consumers, which interleaves the reads of
     # independent weights (e.g. the embedders) and breaks the block order the plan is built on.
     patches = {"reorder_for_locality": False, **patches}
+    from torch._inductor import config as inductor_config
+
+    if patches.get("triton.cudagraphs", inductor_config.triton.cudagraphs):
+        raise ValueError(f"chunkflow: torch._inductor.config.triton.cudagraphs is on for a graph that streams "
+                         f"offloaded weights. {CUDAGRAPHS_HINT} (Set torch._inductor.config.triton.cudagraphs = "
+                         f"False.)")
     devices = {r.group.device_view.device for r in reads}
     if len(devices) != 1:
         raise ValueError(f"chunkflow: one graph reads weights offloaded for several devices {sorted(map(str, devices))}")
@@ -197,6 +203,7 @@ class _Compiled:
 
     def publish(self, run) -> None:
         run.chunkflow_plan = self.plan  # type: ignore[attr-defined]
+        run.chunkflow_config = self.config  # type: ignore[attr-defined]
         run.chunkflow_prediction = self.prediction  # type: ignore[attr-defined]
         run.chunkflow_costs = self.costs  # type: ignore[attr-defined]
         run.chunkflow_runtime = self.rt  # type: ignore[attr-defined]

@@ -57,7 +57,15 @@ def format_bytes(n: float) -> str:
 
 # Inductor options the backend owns; a user patch of these would break the pass or be ignored.
 _RESERVED_INDUCTOR_KEYS = {"post_grad_custom_post_pass", "post_grad_custom_pre_pass"}
-_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs")
+_MODES = ("default", "max-autotune-no-cudagraphs")
+# Modes that turn on CUDA graphs (`torch._inductor.list_mode_options`: "triton.cudagraphs": True). A CUDA graph would
+# freeze the chunkflow ops' per-call host decisions (which wrap-around copies a call still has to make) and capture
+# copies on a side stream that the graph does not own; so they are refused rather than silently half-working.
+_CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
+CUDAGRAPHS_HINT = ("CUDA graphs are not supported with weight streaming: the copies run on a side stream with events "
+                   "and each call decides on the host which copies it still needs, which a captured graph would "
+                   "replay unchanged. Use mode='max-autotune-no-cudagraphs' (the same autotuning without CUDA "
+                   "graphs) or mode='default'.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +133,8 @@ class ChunkFlowConfig:
     """Inductor config patches (a dict in ``options``), applied to this compile only."""
 
     mode: str = "default"
-    """``torch.compile(mode=...)``: default, max-autotune or max-autotune-no-cudagraphs."""
+    """``torch.compile(mode=...)`` or ``options={"mode": ...}``: default or max-autotune-no-cudagraphs.
+    reduce-overhead and max-autotune (both use CUDA graphs) are refused."""
 
     def __post_init__(self) -> None:
         if self.chunk_size != "auto":
@@ -171,19 +180,24 @@ class ChunkFlowConfig:
             raise ValueError(f"dump: expected a directory path, got {type(self.dump).__name__}")
         if self.dump is not None:
             object.__setattr__(self, "dump", os.fspath(self.dump))
-        if self.mode not in _MODES:
-            hint = (" CUDA graphs are not supported with weight streaming yet; use mode='default' or "
-                    "'max-autotune-no-cudagraphs'." if self.mode == "reduce-overhead" else "")
-            raise ValueError(f"mode: expected one of {', '.join(_MODES)}, got {self.mode!r}.{hint}")
+        if self.mode in _CUDAGRAPH_MODES:
+            raise ValueError(f"mode: {self.mode!r} turns on CUDA graphs. {CUDAGRAPHS_HINT}")
+        if not isinstance(self.mode, str) or self.mode not in _MODES:
+            raise ValueError(f"mode: expected one of {', '.join(_MODES)}, got {self.mode!r}")
         object.__setattr__(self, "inductor", _validate_inductor(self.inductor))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None = None, mode: str | None = None) -> "ChunkFlowConfig":
-        """Build from ``torch.compile`` options; unknown keys raise a ValueError naming the allowed ones."""
+        """Build from ``torch.compile`` options; unknown keys raise a ValueError naming the allowed ones.
+
+        ``mode`` is what ``torch.compile(mode=...)`` hands a custom backend (as a keyword, only when it is not
+        "default"). torch.compile refuses ``mode`` and ``options`` together, so ``options`` may carry it as well."""
+        if options is not None and not isinstance(options, Mapping):
+            raise ValueError(f"options: expected a dict of chunkflow options, got {type(options).__name__}")
         options = dict(options or {})
         if not all(isinstance(k, str) for k in options):
             raise ValueError(f"options: keys must be strings, got {list(options)}")
-        allowed = [f.name for f in dataclasses.fields(cls) if f.name != "mode"]
+        allowed = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(f"unknown chunkflow option(s) {unknown}; allowed: {', '.join(allowed)}")
@@ -193,8 +207,14 @@ class ChunkFlowConfig:
             inductor = options["inductor"]
             if not isinstance(inductor, Mapping):
                 raise ValueError(f"inductor: expected a dict of Inductor config patches, got {type(inductor).__name__}")
+            if not all(isinstance(k, str) for k in inductor):
+                raise ValueError(f"inductor: keys must be Inductor config names (strings), got {list(inductor)}")
             options["inductor"] = tuple(sorted(inductor.items()))
-        return cls(**options, mode=mode or "default")
+        if mode is not None and "mode" in options and options["mode"] != mode:
+            raise ValueError(f"mode: given twice, {mode!r} to torch.compile and {options['mode']!r} in options; "
+                             f"pass one")
+        options.setdefault("mode", mode or "default")
+        return cls(**options)
 
     @property
     def effective_chunk_size(self) -> int:
@@ -224,9 +244,11 @@ def _validate_inductor(items: Any) -> tuple[tuple[str, Any], ...]:
         items = tuple(sorted(items.items()))
     from torch._inductor import config as inductor_config
 
-    for key, _ in items:
+    for key, value in items:
         if key in _RESERVED_INDUCTOR_KEYS:
             raise ValueError(f"inductor: {key!r} is set by the chunkflow backend and cannot be patched")
-        if not hasattr(inductor_config, key.split(".")[0]):
+        if not isinstance(key, str) or not hasattr(inductor_config, key.split(".")[0]):
             raise ValueError(f"inductor: {key!r} is not an Inductor config option (see torch._inductor.config)")
+        if key == "triton.cudagraphs" and value:
+            raise ValueError(f"inductor: {key}={value!r} turns on CUDA graphs. {CUDAGRAPHS_HINT}")
     return tuple(items)

@@ -48,7 +48,13 @@ class Group:
         self.name, self.dtype, self.slots, self.nbytes = name, dtype, slots, nbytes
         self.host = host                # CPU tensor [nbytes // itemsize] of dtype, owns the memory
         self.device_view = device_view  # the same memory seen on the target device (UVA view; host itself on CPU)
-        self.pinned = pinned
+        self.pinned = pinned            # all ``nbytes`` of ``host`` are registered (cudaHostRegister)
+        self.unpin = None               # weakref.finalize that unregisters them (runs once: explicitly or at GC)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the weights themselves (``nbytes`` adds the padding to 256-byte offsets)."""
+        return sum(s.nbytes for s in self.slots)
 
     @property
     def key(self) -> str:
@@ -71,7 +77,13 @@ class HostStore:
 
     @property
     def pinned_bytes(self) -> int:
+        """Bytes registered with cudaHostRegister: exactly the host buffers (no power-of-two rounding)."""
         return sum(g.nbytes for g in self.groups if g.pinned)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the parameters themselves; ``host_bytes - weight_bytes`` is padding (< 256 B per weight)."""
+        return sum(g.weight_bytes for g in self.groups)
 
 
 def lookup(t: torch.Tensor) -> tuple[Group, int] | None:
@@ -114,12 +126,18 @@ class _CudaArrayInterface:
                                          "version": 3, "strides": None}
 
 
+def _pins(device: torch.device) -> bool:
+    """Whether host buffers for ``device`` are pinned: for CUDA (copies at full H2D speed, UVA views); not for the
+    CPU, where the "device" is host memory."""
+    return device.type == "cuda"
+
+
 def _pin(host: torch.Tensor) -> None:
     # cudaHostRegister pins exactly these bytes; pin_memory=True would round the allocation up to a power of two.
-    err = torch.cuda.cudart().cudaHostRegister(host.data_ptr(), host.numel() * host.element_size(), 3)
+    nbytes = host.numel() * host.element_size()
+    err = torch.cuda.cudart().cudaHostRegister(host.data_ptr(), nbytes, 3)  # portable | mapped
     if int(err) != 0:
-        raise RuntimeError(f"cudaHostRegister of {format_bytes(host.numel() * host.element_size())} failed "
-                           f"with CUDA error {int(err)}; the host may be short of pinnable memory (ulimit -l)")
+        raise RuntimeError(f"cudaHostRegister of {format_bytes(nbytes)} failed with CUDA error {int(err)}")
 
 
 def _unpin(ptr: int) -> None:
@@ -127,6 +145,39 @@ def _unpin(ptr: int) -> None:
         torch.cuda.cudart().cudaHostUnregister(ptr)
     except Exception:  # interpreter shutdown: CUDA may already be gone
         pass
+
+
+def _available_host_bytes() -> int | None:
+    """Host memory that can be allocated without swapping: psutil's ``available`` if installed, else MemAvailable
+    of /proc/meminfo; None where neither is known (the check is then skipped)."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024   # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_host_memory(by_group: dict, dev: torch.device) -> None:
+    """Refuse before allocating anything when the packed host copy cannot fit in available host memory (the
+    weights exist twice while offload copies them: where they are now, and the new host buffers)."""
+    need = sum(_pack(ps)[1] for ps in by_group.values())
+    have = _available_host_bytes()
+    if have is not None and need > have:
+        raise MemoryError(
+            f"offload: the weights need {format_bytes(need)} ({need} bytes) of host memory ({len(by_group)} packed "
+            f"groups{', pinned' if _pins(dev) else ''}), but only {format_bytes(have)} ({have} bytes) is available "
+            f"(MemAvailable). Free "
+            f"host memory, load the model in a smaller dtype (e.g. torch_dtype=torch.bfloat16), or build it on the "
+            f"device it runs on. Nothing was changed.")
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -166,7 +217,8 @@ class PlannedGroup(Group):
     """A group as `offload` would pack it, without memory: for planning a model on the meta device."""
 
     def __init__(self, name: str, dtype: torch.dtype, slots: list[Slot], nbytes: int, device: torch.device):
-        super().__init__(name, dtype, slots, nbytes, host=None, device_view=None, pinned=False)  # type: ignore
+        super().__init__(name, dtype, slots, nbytes, host=None, device_view=None,  # type: ignore
+                         pinned=_pins(torch.device(device)))
         self.device = device
 
 
@@ -185,19 +237,49 @@ def planned_layout(module: nn.Module, device: str | torch.device = "cuda") -> di
 def _build_group(name: str, dtype: torch.dtype, params: list[tuple[str, nn.Parameter]], device: torch.device):
     slots, offset = _pack(params)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    host = torch.empty(offset // itemsize, dtype=dtype)
+    host = torch.empty(offset // itemsize, dtype=dtype)   # exactly ``offset`` bytes: what is pinned is what is used
     for (_, p), s in zip(params, slots):
         host[s.offset // itemsize:(s.offset + s.nbytes) // itemsize].copy_(p.detach().reshape(-1))
-    pinned = False
-    if device.type == "cuda":
+    cuda = device.type == "cuda"
+    owner = _CudaArrayInterface(host, host.data_ptr(), offset) if cuda else host
+    unpin = None
+    if _pins(device):
         _pin(host)
-        pinned = True
-        owner = _CudaArrayInterface(host, host.data_ptr(), offset)
-        weakref.finalize(owner, _unpin, host.data_ptr())  # unpin when the last view of the memory dies
-        view = torch.as_tensor(owner, device=device).view(dtype)
-    else:
-        view = host
-    return Group(name, dtype, slots, offset, host, view, pinned)
+        unpin = weakref.finalize(owner, _unpin, host.data_ptr())  # when the last view of the memory dies, or now
+    try:
+        view = torch.as_tensor(owner, device=device).view(dtype) if cuda else host
+    except Exception:
+        if unpin is not None:
+            unpin()
+        raise
+    g = Group(name, dtype, slots, offset, host, view, unpin is not None)
+    g.unpin = unpin
+    return g
+
+
+def _build_groups(by_group: dict, device: torch.device) -> list[Group]:
+    """Every group's host buffer, pinned for CUDA. If pinning (or anything) fails, the buffers pinned so far are
+    unpinned and freed, and the error says what to do; the module has not been touched yet."""
+    groups: list[Group] = []
+    try:
+        for (gname, dtype), ps in by_group.items():
+            groups.append(_build_group(gname, dtype, ps, device))
+    except Exception as e:
+        done = sum(g.nbytes for g in groups if g.pinned)
+        for g in groups:
+            if g.unpin is not None:
+                g.unpin()
+        key = f"{gname}:{str(dtype).removeprefix('torch.')}"
+        if _pins(device):
+            raise RuntimeError(
+                f"offload: pinning the host copy of group {key} failed ({e}) after {len(groups)} of "
+                f"{len(by_group)} groups ({format_bytes(done)}) were pinned; those were unpinned again and nothing "
+                f"in the module was changed. The host may be short of pinnable (page-locked) memory: raise "
+                f"`ulimit -l` (containers: --ulimit memlock=-1), free host memory, or use a smaller dtype. A "
+                f"pageable fallback is not offered: parameters are seen on the GPU through pinned memory (UVA).") \
+                from e
+        raise
+    return groups
 
 
 def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore:
@@ -221,15 +303,25 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
         raise ValueError("offload: the module has no parameters")
     for pname, p in named.items():
         if type(p) is not nn.Parameter or type(p.data) is not torch.Tensor:
-            raise TypeError(f"offload: parameter {pname!r} is a {type(p.data).__name__}; only plain tensors can be "
-                            f"offloaded (quantized tensor subclasses are not supported yet)")
+            raise TypeError(
+                f"offload: parameter {pname!r} is a {type(p.data).__name__}, a tensor subclass (e.g. a quantized "
+                f"weight); only plain tensors can be offloaded, their bytes are copied as they are. Supported: "
+                f"plain int8 / float8 (torch.float8_e4m3fn, ...) weights with their scales as ordinary parameters, "
+                f"dequantized in forward; or dequantize this weight first. Nothing was changed.")
         if p.device.type == "meta":
             raise ValueError(f"offload: parameter {pname!r} is on the meta device; load real weights first")
     by_group = _params_by_group(module)
+    _check_host_memory(by_group, dev)
 
     # Build every group first: nothing in the module changes until all host copies exist.
-    groups = [_build_group(g, dt, ps, dev) for (g, dt), ps in by_group.items()]
-    buffers = [(b, b.to(dev)) for b in module.buffers()]
+    groups = _build_groups(by_group, dev)
+    try:
+        buffers = [(b, b.to(dev)) for b in module.buffers()]
+    except Exception:
+        for g in groups:
+            if g.unpin is not None:
+                g.unpin()
+        raise
 
     was_on_gpu = any(p.device.type == "cuda" for p in named.values())
     for g, ((_, _), ps) in zip(groups, by_group.items()):
@@ -243,8 +335,9 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
     setattr(module, _STORE_ATTR, store)
     if was_on_gpu:
         torch.cuda.empty_cache()
-    log.info("offloaded %d parameters into %d host groups, %s (%s pinned) for %s", len(named), len(groups),
-             format_bytes(store.host_bytes), format_bytes(store.pinned_bytes), dev)
+    log.info("offloaded %d parameters into %d host groups, %s (%s pinned; weights %s) for %s", len(named),
+             len(groups), format_bytes(store.host_bytes), format_bytes(store.pinned_bytes),
+             format_bytes(store.weight_bytes), dev)
     return store
 
 

@@ -62,9 +62,14 @@ def test_memory_budget_forms():
 
 
 def test_modes():
-    assert ChunkFlowConfig.from_options({}, "max-autotune").inductor_patches()["max_autotune"] is True
-    with pytest.raises(ValueError, match="CUDA graphs are not supported"):
-        ChunkFlowConfig.from_options({}, "reduce-overhead")
+    patches = ChunkFlowConfig.from_options({}, "max-autotune-no-cudagraphs").inductor_patches()
+    assert patches["max_autotune"] is True and not patches.get("triton.cudagraphs")
+    assert ChunkFlowConfig.from_options({"mode": "max-autotune-no-cudagraphs"}).mode == "max-autotune-no-cudagraphs"
+    for mode in ("reduce-overhead", "max-autotune"):   # both turn on CUDA graphs
+        with pytest.raises(ValueError, match="CUDA graphs are not supported.*'max-autotune-no-cudagraphs'"):
+            ChunkFlowConfig.from_options({}, mode)
+    with pytest.raises(ValueError, match="mode: expected one of default, max-autotune-no-cudagraphs, got 'fast'"):
+        ChunkFlowConfig.from_options({"mode": "fast"})
 
 
 def test_dump_from_environment(monkeypatch, tmp_path):

@@ -108,6 +108,8 @@ class Plan:
     memory_budget: int | None = None    # the budget the plan was tuned for, if any
     collective_policy: str = "overlap"  # "yield": no copy is issued inside a collective's window
     schedule: str = "chunkflow"         # or "layerwise" (the baseline)
+    pinned_bytes: int = 0               # of host_bytes, registered with cudaHostRegister (all of it for CUDA)
+    weight_bytes: int = 0               # the weights themselves in those groups (host_bytes adds < 256 B each)
 
     @property
     def streamed(self) -> tuple[GroupPlan, ...]:
@@ -133,7 +135,8 @@ class Plan:
                         "resident_chunks": sum(c.resident for c in self.chunks),
                         "streamed_bytes_per_call": self.streamed_bytes,
                         "arena_bytes": self.total_arena_bytes, "resident_bytes": self.total_resident_bytes,
-                        "host_bytes": self.host_bytes}
+                        "host_bytes": self.host_bytes, "pinned_bytes": self.pinned_bytes,
+                        "weight_bytes": self.weight_bytes}
         return d
 
     def fingerprint(self) -> str:
@@ -303,11 +306,13 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
             else:
                 loc, off = "arena", arena_offset + r.offset - sr[0]
             weights.append(WeightPlan(r.input_index, s.key, r.offset, r.nbytes, r.shape, r.stride, loc, off))
-    host_bytes = sum(s.reads[0].group.nbytes for s in specs)
+    host_groups = [s.reads[0].group for s in specs]
+    host_bytes = sum(g.nbytes for g in host_groups)
     return Plan(cs, resident_fraction, depth, tuple(groups), tuple(chunks),
                 tuple(sorted(weights, key=lambda w: w.input_index)),
                 tuple(sorted(layout.arena_sizes.items())), tuple(sorted(layout.resident_sizes.items())), host_bytes,
-                budget, policy, schedule)
+                budget, policy, schedule, pinned_bytes=sum(g.nbytes for g in host_groups if g.pinned),
+                weight_bytes=sum(g.weight_bytes for g in host_groups))
 
 
 def _specs(reads: Sequence[WeightRead], cs: int) -> list[_Spec]:

@@ -36,7 +36,11 @@ MAX_AUTO_DEPTH = 3
 
 
 class BudgetError(ValueError):
-    pass
+    """The memory budget is below what the graph needs with nothing resident; ``minimum_bytes`` is that need."""
+
+    def __init__(self, message: str, minimum_bytes: int):
+        super().__init__(message)
+        self.minimum_bytes = minimum_bytes
 
 
 class _Search:
@@ -295,7 +299,7 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             f"memory_budget {format_bytes(budget)} is below what this graph needs with nothing resident: "
             f"{format_bytes(minimum.peak_bytes)} (arena {format_bytes(minimum.arena_bytes)} for the largest blocks "
             f"+ activations {format_bytes(minimum.activation_bytes)}, estimated); raise the budget "
-            f"to at least {format_bytes(minimum.peak_bytes)}, or shorten the sequence")
+            f"to at least {format_bytes(minimum.peak_bytes)}, or shorten the sequence", minimum.peak_bytes)
     _, plan, pred = best
     log.info("chunkflow: cost model (%s) chose chunk %s, %d of %d chunks resident, prefetch depth <= %d: predicted "
              "%.2f ms per call (compute %.2f ms, stalls %.2f ms), peak %s", profile.name,
