@@ -25,6 +25,11 @@ Ranks outside the group return ``None`` at once; the only torch.distributed call
 (host-side). NCCL: set the device first and initialise the world eagerly (``init_process_group(device_id=...)``)
 or run one world collective first, since a batched P2P must not be the first NCCL call on a lazily created
 communicator (see ``torch.distributed.batch_isend_irecv``).
+
+``all_to_all`` and ``all_gather`` validate and then call the custom ops ``cfcompile_elastic::all_to_all_single`` /
+``::all_gather`` (group = list of global ranks: hashable, a constant of a compiled graph), so torch.compile traces
+them without a graph break; under compile, as in eager, a rank outside the group gets None and issues nothing.
+Under compile the SPMD rule above means: members of a group must run the same graph (same order of collectives).
 """
 
 from __future__ import annotations
