@@ -43,7 +43,8 @@ def toy(**kw) -> tuple[ToyDiT, torch.Tensor]:
 
 
 class SPBlock(Block):
-    """Block with Ulysses-style all-to-alls around attention (functional collectives on ``group``)."""
+    """Block with Ulysses-style all-to-alls around attention: functional collectives on a process ``group``, or
+    cfcompile.elastic's on a ``LogicalGroup``."""
 
     def __init__(self, d: int, group):
         super().__init__(d)
@@ -52,7 +53,11 @@ class SPBlock(Block):
     def attend(self, q, k, v):
         import torch.distributed._functional_collectives as funcol
 
+        from cfcompile.elastic import LogicalGroup, all_to_all
+
         def a2a(t):
+            if isinstance(self.group, LogicalGroup):  # cfcompile.elastic's synchronous custom op
+                return all_to_all(t, self.group)
             return funcol.wait_tensor(funcol.all_to_all_single(t.contiguous(), None, None, self.group))
 
         return a2a(super().attend(a2a(q), a2a(k), a2a(v)))

@@ -34,7 +34,8 @@ aten = torch.ops.aten
 @dataclasses.dataclass(frozen=True)
 class Collective:
     """One functional collective of the graph: launched at node ``launch``, waited for at node ``wait`` (its
-    time is charged to the wait node: the compute stream blocks there until it completes)."""
+    time is charged to the wait node: the compute stream blocks there until it completes). A synchronous one
+    (``cfcompile_elastic`` ops over a logical group) has ``launch == wait``."""
 
     kind: str               # all_to_all_single, all_gather_into_tensor, reduce_scatter_tensor, all_reduce
     launch: int
@@ -123,7 +124,7 @@ class _Recorder(TorchDispatchMode):
         out = func(*args, **kwargs)
         outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
         if func._schema.is_mutable or any(a.alias_info is not None for a in func._schema.returns) \
-                or func.namespace in ("cfcompile", "prim", "_c10d_functional") or not outs:
+                or func.namespace in ("cfcompile", "cfcompile_elastic", "prim", "_c10d_functional") or not outs:
             return out  # views, metadata queries, bookkeeping: no kernel of their own
         ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         formula = flop_registry.get(func.overloadpacket) or _EXTRA_FLOPS.get(func.overloadpacket)
@@ -222,6 +223,15 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
                 else:
                     launched[n] = (kind, _nbytes(args[0]), _group_size(kind, args, kwargs))
                 return super().run_node(n)
+            if name.startswith(_ELASTIC):
+                # cfcompile.elastic's collectives over a logical group: synchronous, the node is launch and wait
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                kind = _ELASTIC_KINDS[name.split(".")[1]]
+                nbytes, size = _nbytes(args[0]), len(args[1])
+                ms = _collective_ms(kind, nbytes, size, profile)
+                collective_ms[index[n]] += ms
+                collectives.append(Collective(kind, index[n], index[n], nbytes, size, ms))
+                return super().run_node(n)
             if n.op == "call_function" and n.target in _SDPA:
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
                 out, moved = _sdpa(args, kwargs, recorder)
@@ -273,6 +283,11 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     flops = sum(op.flops for op in recorder.ops)
     return GraphCosts(profile.name, tuple(node_ms), tuple(live_bytes), flops, tuple(collective_ms),
                       tuple(collectives))
+
+
+_ELASTIC = "cfcompile_elastic."
+# op name -> the functional collective whose cost model it shares
+_ELASTIC_KINDS = {"all_to_all_single": "all_to_all_single", "all_gather": "all_gather_into_tensor"}
 
 
 def _group_size(kind: str, args, kwargs) -> int:

@@ -25,6 +25,11 @@ Ranks outside the group return ``None`` at once; the only torch.distributed call
 (host-side). NCCL: set the device first and initialise the world eagerly (``init_process_group(device_id=...)``)
 or run one world collective first, since a batched P2P must not be the first NCCL call on a lazily created
 communicator (see ``torch.distributed.batch_isend_irecv``).
+
+``all_to_all`` and ``all_gather`` validate and then call the custom ops ``cfcompile_elastic::all_to_all_single`` /
+``::all_gather`` (group = list of global ranks: hashable, a constant of a compiled graph), so torch.compile traces
+them without a graph break; under compile, as in eager, a rank outside the group gets None and issues nothing.
+Under compile the SPMD rule above means: members of a group must run the same graph (same order of collectives).
 """
 
 from __future__ import annotations
@@ -85,37 +90,114 @@ def all_to_all(input: torch.Tensor, group: LogicalGroup, output_split_sizes: Seq
     """``all_to_all_single`` over ``group``: rows ``input_split_sizes[j]`` go to member j; returns the received
     rows concatenated along dim 0 in group-rank order (``output_split_sizes[j]`` from member j). None for
     non-members. Splits must agree across members, as for ``all_to_all_single``.
+
+    Traceable: under ``torch.compile`` it is one ``cfcompile_elastic.all_to_all_single`` node (the group's ranks
+    are a constant of the graph, so another group is another graph).
     """
     me = _me(group)
     if me is None:
         return None
     n = group.size
-    input = input.contiguous()
     in_splits = _splits("input_split_sizes", input_split_sizes, input.shape[0], n)
     if sum(in_splits) != input.shape[0]:
         raise ValueError(f"all_to_all: input_split_sizes {in_splits} sum to {sum(in_splits)}, but input has "
                          f"{input.shape[0]} rows along dim 0")
     out_splits = _splits("output_split_sizes", output_split_sizes, input.shape[0], n)
-    out = input.new_empty((sum(out_splits), *input.shape[1:]))
-    ins, outs = input.split(in_splits), out.split(out_splits)
+    return all_to_all_single_op(input, list(group.ranks), out_splits, in_splits)
+
+
+def all_gather(input: torch.Tensor, group: LogicalGroup, dim: int = 0) -> torch.Tensor | None:
+    """Every member's ``input`` (same shape on all) concatenated along ``dim`` in group-rank order; None for
+    non-members. Traceable like :func:`all_to_all` (one ``cfcompile_elastic.all_gather`` node)."""
+    me = _me(group)
+    if me is None:
+        return None
+    if not -input.dim() <= dim < input.dim():
+        raise ValueError(f"all_gather: dim {dim} is out of range for a tensor of {input.dim()} dimensions "
+                         "(a 0-d tensor: gather x[None])")
+    if dim % input.dim() == 0:
+        return all_gather_op(input, list(group.ranks))
+    # the schedule gathers along dim 0: move ``dim`` there and back
+    return all_gather_op(input.movedim(dim, 0), list(group.ranks)).movedim(0, dim)
+
+
+# --- the collectives as custom ops: opaque to Dynamo and AOTAutograd, so a compiled graph keeps each one as a
+# single node (no graph break) and the cost model sees it. Synchronous: the op returns once its exchanges are done
+# (on NCCL: once the current stream waits for them), so a graph node is both the launch and the wait. ---------
+
+def _member_of(ranks: Sequence[int], op: str) -> tuple[LogicalGroup, int]:
+    group = LogicalGroup(tuple(ranks))   # validates: ints, distinct, non-negative
+    group.check_world(dist.get_world_size())
+    rank = dist.get_rank()
+    if rank not in group:
+        raise ValueError(f"{op}: this rank ({rank}) is not in ranks {list(ranks)}; only members may call the op "
+                         "(cfcompile.elastic.all_to_all / all_gather return None for non-members without calling it)")
+    return group, group.rank_in_group(rank)
+
+
+def _check_op_splits(x: torch.Tensor, ranks: Sequence[int], out_splits: Sequence[int],
+                     in_splits: Sequence[int]) -> None:
+    n = len(ranks)
+    for name, splits in (("output_split_sizes", out_splits), ("input_split_sizes", in_splits)):
+        if len(splits) != n:
+            raise ValueError(f"all_to_all_single: {name} has {len(splits)} entries for a group of {n} ranks "
+                             f"{list(ranks)}; give one size per member")
+    if sum(in_splits) != x.shape[0]:
+        raise ValueError(f"all_to_all_single: input_split_sizes {list(in_splits)} sum to {sum(in_splits)}, but the "
+                         f"input has {x.shape[0]} rows along dim 0")
+
+
+@torch.library.custom_op("cfcompile_elastic::all_to_all_single", mutates_args=())
+def all_to_all_single_op(x: torch.Tensor, ranks: list[int], output_split_sizes: list[int],
+                         input_split_sizes: list[int]) -> torch.Tensor:
+    """``all_to_all_single`` over the global ``ranks`` (this rank must be one of them), by the pairwise schedule."""
+    group, me = _member_of(ranks, "all_to_all_single")
+    _check_op_splits(x, ranks, output_split_sizes, input_split_sizes)
+    if any(s < 0 for s in (*output_split_sizes, *input_split_sizes)):
+        raise ValueError(f"all_to_all_single: split sizes must be non-negative, got output {output_split_sizes}, "
+                         f"input {input_split_sizes}")
+    x = x.contiguous()
+    out = x.new_empty((sum(output_split_sizes), *x.shape[1:]))
+    ins, outs = x.split(input_split_sizes), out.split(output_split_sizes)
     outs[me].copy_(ins[me])
     _exchange(group, me, [t if t.numel() else None for t in ins], [t if t.numel() else None for t in outs])
     return out
 
 
-def all_gather(input: torch.Tensor, group: LogicalGroup) -> torch.Tensor | None:
-    """Every member's ``input`` (same shape on all) concatenated along dim 0 in group-rank order; None for
-    non-members."""
-    me = _me(group)
-    if me is None:
-        return None
-    input = input.contiguous()
-    out = input.new_empty((group.size * input.shape[0], *input.shape[1:]))
-    outs = out.chunk(group.size) if input.shape[0] else [out] * group.size
-    outs[me].copy_(input)
-    if input.numel():
-        _exchange(group, me, [input] * group.size, list(outs))
+@all_to_all_single_op.register_fake
+def _(x, ranks, output_split_sizes, input_split_sizes):
+    _check_op_splits(x, ranks, output_split_sizes, input_split_sizes)
+    return x.new_empty((sum(output_split_sizes), *x.shape[1:]))
+
+
+def _a2a_setup(ctx, inputs, output):
+    _, ctx.ranks, ctx.out_splits, ctx.in_splits = inputs
+
+
+def _a2a_backward(ctx, grad):
+    # the gradient goes back the way the rows came: the same exchange with the splits swapped
+    return all_to_all_single_op(grad.contiguous(), ctx.ranks, ctx.in_splits, ctx.out_splits), None, None, None
+
+
+all_to_all_single_op.register_autograd(_a2a_backward, setup_context=_a2a_setup)
+
+
+@torch.library.custom_op("cfcompile_elastic::all_gather", mutates_args=())
+def all_gather_op(x: torch.Tensor, ranks: list[int]) -> torch.Tensor:
+    """Every member's ``x`` concatenated along dim 0 in the order of ``ranks`` (this rank must be one of them)."""
+    group, me = _member_of(ranks, "all_gather")
+    x = x.contiguous()
+    out = x.new_empty((group.size * x.shape[0], *x.shape[1:]))
+    outs = out.chunk(group.size) if x.shape[0] else [out] * group.size
+    outs[me].copy_(x)
+    if x.numel():
+        _exchange(group, me, [x] * group.size, list(outs))
     return out
+
+
+@all_gather_op.register_fake
+def _(x, ranks):
+    return x.new_empty((len(ranks) * x.shape[0], *x.shape[1:]))
 
 
 def _check_peer(peer: int, what: str) -> int:

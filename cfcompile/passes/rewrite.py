@@ -269,11 +269,14 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
 
 
 def _collective_waits(graph: fx.Graph) -> list[fx.Node]:
-    """The wait_tensor of each functional collective, in launch order."""
+    """The wait_tensor of each functional collective, in launch order; a synchronous ``cfcompile_elastic``
+    collective is its own wait (the cost model counts it the same way: launch == wait)."""
     out = []
     for n in graph.nodes:
         name = str(n.target) if n.op == "call_function" else ""
-        if name.startswith("_c10d_functional.") and not name.startswith("_c10d_functional.wait_tensor"):
+        if name.startswith("cfcompile_elastic."):
+            out.append(n)
+        elif name.startswith("_c10d_functional.") and not name.startswith("_c10d_functional.wait_tensor"):
             w = next((u for u in n.users if str(u.target).startswith("_c10d_functional.wait_tensor")), None)
             if w is not None:
                 out.append(w)
