@@ -114,3 +114,17 @@ def run_distributed(fn: Callable[..., Any], world_size: int = 2, *, args: tuple 
         return [res["value"] for res in results]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def forbid_new_groups() -> None:
+    """Make ``new_group`` / ``split_group`` raise in this process: the group-free collectives must never create a
+    communicator."""
+    import torch.distributed as dist
+    import torch.distributed.distributed_c10d as c10d
+
+    def boom(*a, **k):
+        raise AssertionError("a communicator was created (new_group/split_group called)")
+    for mod in (dist, c10d):
+        for name in ("new_group", "split_group"):
+            if hasattr(mod, name):
+                setattr(mod, name, boom)

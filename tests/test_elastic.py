@@ -3,10 +3,9 @@
 import pytest
 import torch
 import torch.distributed as dist
-import torch.distributed.distributed_c10d as c10d
 
 from cfcompile.elastic import LogicalGroup, all_gather, all_to_all, barrier, form_group, recv, send
-from dist_harness import run_distributed  # tests/ is on sys.path (rootdir conftest)
+from dist_harness import forbid_new_groups, run_distributed  # tests/ is on sys.path (rootdir conftest)
 
 GROUPS = [(0, 1), (1, 3), (2, 0, 3)]
 
@@ -49,15 +48,6 @@ def test_group_frozen():
 
 # --- distributed workers (module level: spawned) ------------------------------------------------------------
 
-def _forbid_new_groups():
-    def boom(*a, **k):
-        raise AssertionError("a communicator was created (new_group/split_group called)")
-    for mod in (dist, c10d):
-        for name in ("new_group", "split_group"):
-            if hasattr(mod, name):
-                setattr(mod, name, boom)
-
-
 def _split_matrix(n, unequal):
     """rows member i sends to member j (zeros included when unequal)."""
     return [[(i + 2 * j) % 3 if unequal else 2 for j in range(n)] for i in range(n)]
@@ -97,7 +87,7 @@ def _gather_case(rank, group):
 
 
 def _collectives_worker(rank, world):
-    _forbid_new_groups()
+    forbid_new_groups()
     checked = 0
     for group in [gr for gr in GROUPS if max(gr) < world]:
         for unequal in (False, True):
@@ -123,7 +113,7 @@ def test_all_to_all_all_gather(world):
 
 
 def _overlap_send_worker(rank, world):
-    _forbid_new_groups()
+    forbid_new_groups()
     # overlapping groups back to back, several rounds, unequal splits: ranks 1, 2 are in both
     for _ in range(3):
         for group in ((0, 1, 2), (1, 2, 3)):
@@ -156,7 +146,7 @@ def test_overlapping_groups_and_send_recv():
 
 
 def _non_member_worker(rank, world):
-    _forbid_new_groups()
+    forbid_new_groups()
     g = form_group((0, 1))
     saved = {}
     if rank not in g:  # any communication from a non-member trips

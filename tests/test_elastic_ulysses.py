@@ -12,7 +12,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from cfcompile.presets import Workload, get_preset  # noqa: E402
-from dist_harness import run_distributed  # noqa: E402
+from dist_harness import forbid_new_groups, run_distributed  # noqa: E402
 
 # 64 x 64 px -> 16 image tokens, 8 text tokens for Flux: both split over 2 ranks.
 WORKLOAD = Workload(height=64, width=64, text_tokens=8, sp_degree=2)
@@ -31,24 +31,12 @@ def reference():
         return model(**inputs)[0]
 
 
-def _forbid_new_groups():
-    import torch.distributed as dist
-    import torch.distributed.distributed_c10d as c10d
-
-    def boom(*a, **k):
-        raise AssertionError("a communicator was created (new_group/split_group called)")
-    for mod in (dist, c10d):
-        for name in ("new_group", "split_group"):
-            if hasattr(mod, name):
-                setattr(mod, name, boom)
-
-
 def _two_rank_worker(rank, world):
     from torch._dynamo.utils import counters
 
     from cfcompile.elastic import form_group, set_ulysses_group, ulysses
 
-    _forbid_new_groups()
+    forbid_new_groups()
     model, inputs = _model_and_inputs()
     out = {}
     out["pair"], out["pair_a2a"] = _count_a2a(model, inputs, form_group((0, 1)))
@@ -157,7 +145,7 @@ def test_ulysses_wan_and_qwen_image_two_ranks():
 def _four_rank_worker(rank, world):
     from cfcompile.elastic import form_group
 
-    _forbid_new_groups()
+    forbid_new_groups()
     group = form_group((1, 3) if rank in (1, 3) else (2, 0))  # two requests at once, each on its own pair
     return _count_a2a(*_model_and_inputs(), group)
 
