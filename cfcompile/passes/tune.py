@@ -29,6 +29,10 @@ from .plan import Plan, _build, _layout, _Layout, _resident_counts, _Spec, _spec
 
 log = logging.getLogger(__name__)
 
+#: The planner keeps the predicted peak this share below ``memory_budget``: measured peaks on the H200 were up to
+#: 3.4% above the prediction (Qwen-Image at 16 GiB; benchmarks/RESULTS.md), mostly activations the model misses.
+BUDGET_HEADROOM = 0.05
+
 #: Chunk sizes tried under a memory budget when ``chunk_size="auto"``.
 CHUNK_CANDIDATES = (4 * 2**20, 8 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20)
 #: Deepest prefetch the model may choose with ``prefetch_depth="auto"``.
@@ -250,6 +254,9 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             raise ValueError("memory_budget='auto' needs the free device memory, which is only known on a GPU; "
                              "pass a number of bytes (e.g. '12GiB') instead")
         budget = free_bytes
+    user_budget = budget
+    if budget is not None:
+        budget = int(budget * (1 - BUDGET_HEADROOM))
     fixed_depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else None
     cumulative = costs.cumulative()
     activations = costs.peak_activation_bytes
@@ -291,15 +298,16 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             rf_used = chosen / n_chunks if budget is not None else config.effective_resident_fraction
             depth = max([1 if search.fixed_depth is None else search.fixed_depth, *search.depths.values()])
             best = (key, _build(specs, search.counts, layout, config, cs, rf_used, depth,
-                                budget if config.memory_budget is not None else None, layout.segments,
+                                user_budget if config.memory_budget is not None else None, layout.segments,
                                 collective_policy), pred)
     if best is None:
         assert minimum is not None
+        needed = math.ceil(minimum.peak_bytes / (1 - BUDGET_HEADROOM))
         raise BudgetError(
-            f"memory_budget {format_bytes(budget)} is below what this graph needs with nothing resident: "
+            f"memory_budget {format_bytes(user_budget)} is below what this graph needs with nothing resident: "
             f"{format_bytes(minimum.peak_bytes)} (arena {format_bytes(minimum.arena_bytes)} for the largest blocks "
-            f"+ activations {format_bytes(minimum.activation_bytes)}, estimated); raise the budget "
-            f"to at least {format_bytes(minimum.peak_bytes)}, or shorten the sequence", minimum.peak_bytes)
+            f"+ activations {format_bytes(minimum.activation_bytes)}, estimated) plus {BUDGET_HEADROOM:.0%} "
+            f"headroom; raise the budget to at least {format_bytes(needed)}, or shorten the sequence", needed)
     _, plan, pred = best
     log.info("chunkflow: cost model (%s) chose chunk %s, %d of %d chunks resident, prefetch depth <= %d: predicted "
              "%.2f ms per call (compute %.2f ms, stalls %.2f ms), peak %s", profile.name,
