@@ -98,10 +98,7 @@ def all_to_all(input: torch.Tensor, group: LogicalGroup, output_split_sizes: Seq
     if me is None:
         return None
     n = group.size
-    in_splits = _splits("input_split_sizes", input_split_sizes, input.shape[0], n)
-    if sum(in_splits) != input.shape[0]:
-        raise ValueError(f"all_to_all: input_split_sizes {in_splits} sum to {sum(in_splits)}, but input has "
-                         f"{input.shape[0]} rows along dim 0")
+    in_splits = _splits("input_split_sizes", input_split_sizes, input.shape[0], n)  # their sum: the op checks
     out_splits = _splits("output_split_sizes", output_split_sizes, input.shape[0], n)
     return all_to_all_single_op(input, list(group.ranks), out_splits, in_splits)
 
@@ -115,9 +112,7 @@ def all_gather(input: torch.Tensor, group: LogicalGroup, dim: int = 0) -> torch.
     if not -input.dim() <= dim < input.dim():
         raise ValueError(f"all_gather: dim {dim} is out of range for a tensor of {input.dim()} dimensions "
                          "(a 0-d tensor: gather x[None])")
-    if dim % input.dim() == 0:
-        return all_gather_op(input, list(group.ranks))
-    # the schedule gathers along dim 0: move ``dim`` there and back
+    # the schedule gathers along dim 0: move ``dim`` there and back (views; no-ops for dim 0)
     return all_gather_op(input.movedim(dim, 0), list(group.ranks)).movedim(0, dim)
 
 
@@ -143,7 +138,7 @@ def _check_op_splits(x: torch.Tensor, ranks: Sequence[int], out_splits: Sequence
             raise ValueError(f"all_to_all_single: {name} has {len(splits)} entries for a group of {n} ranks "
                              f"{list(ranks)}; give one size per member")
     if sum(in_splits) != x.shape[0]:
-        raise ValueError(f"all_to_all_single: input_split_sizes {list(in_splits)} sum to {sum(in_splits)}, but the "
+        raise ValueError(f"all_to_all_single: input_split_sizes {list(in_splits)} sum to {sum(in_splits)}, but "
                          f"input has {x.shape[0]} rows along dim 0")
 
 
