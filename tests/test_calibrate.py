@@ -35,7 +35,7 @@ def test_intervals_between_waits_scale_their_nodes():
 def test_calibration_replans_and_recompiles(tmp_path):
     # A profile that thinks compute is very slow: every copy looks hidden and nothing needs to be resident.
     profile = tmp_path / "slow.json"
-    profile.write_text(json.dumps(dict(name="slow", matmul_tflops=1e-5, memory_gbs=1e-3, h2d_gbs=0.02,
+    profile.write_text(json.dumps(dict(name="slow", matmul_tflops=1e-7, memory_gbs=1e-5, h2d_gbs=0.0005,
                                        h2d_latency_us=0.0, kernel_overhead_us=0.0)))
     m, x = toy()
     with torch.no_grad():

@@ -167,3 +167,17 @@ def test_collective_slowed_by_a_copy_on_a_shared_path():
     # the copy covers the whole window: the all-to-all takes 1.95x (+3.8 ms), the copy 1.3x of the 4 ms (+1.2 ms)
     assert pcie.windows == ((2.0, pytest.approx(6.0 + 3.8)),)
     assert pcie.groups[0].done_ms == pytest.approx(11.2) and pcie.step_ms == pytest.approx(10.0 + 3.8)
+
+
+def test_dead_buffers_stay_allocated_until_reused_like_inductor():
+    """Inductor reuses a dead buffer for the next allocation of the same dtype and size: the buffer is held from
+    its first tensor to the death of its last (A dies at 1, B of A's size reuses it at 3 -> held 0..4); a buffer
+    of another dtype or size is not reused and is freed when its tensor dies (C)."""
+    from cfcompile.costmodel.graph_costs import _pooled_live_bytes
+
+    born = [(0, "A", "bf16", 100), (0, "C", "f32", 100), (2, "D", "bf16", 50), (3, "B", "bf16", 100)]
+    end_of = {"A": 1, "C": 1, "D": 3, "B": 4}
+    held = [7, 0, 0, 0, 0, 0]  # an input, held by the caller throughout
+    assert _pooled_live_bytes(born, end_of, held, 6) == [207, 207, 157, 157, 107, 7]
+    # without the later allocation of A's size, A's buffer is freed when A dies
+    assert _pooled_live_bytes(born[:3], {"A": 1, "C": 1, "D": 3}, held, 6) == [207, 207, 57, 57, 7, 7]

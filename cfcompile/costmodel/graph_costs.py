@@ -197,7 +197,6 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     last_use = {n: max((index[u] for u in n.users), default=index[n]) for n in nodes}
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     fakes = [_fake(mode, x) for x in example_inputs]
-    live_bytes = [0] * len(nodes)
     recorder = _Recorder()
     placeholders = {n: i for i, n in enumerate(gm.graph.find_nodes(op="placeholder"))}
     weights = set(weight_inputs)
@@ -250,10 +249,12 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
                 return super().run_node(n)
 
     # Activation liveness: a storage is alive from the node that makes it to the last reader of any node holding
-    # it (views share their base's storage, so bytes are counted once per storage).
-    live: dict[int, int] = {}
+    # it (views share their base's storage, so bytes are counted once per storage). Inductor's generated code
+    # reuses a dead buffer for the next allocation of the same dtype and size instead of freeing it, so a buffer
+    # stays allocated from its first use to the death of the last tensor placed in it: `_pooled_live_bytes`.
+    born: list[tuple[int, int, str, int]] = []     # (node, storage key, dtype, bytes), in allocation order
     end_of: dict[int, int] = {}
-    frees: dict[int, list[int]] = {}
+    held: list[int] = [0] * len(nodes)            # inputs: the caller holds them for the whole call
     interp = Interp(gm)
     inputs = iter(fakes)
     outputs: set[int] = set()
@@ -265,19 +266,24 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
                 break
             val = next(inputs) if n.op == "placeholder" else interp.run_node(n)
             interp.env[n] = val
-            if not (n.op == "placeholder" and placeholders[n] in weights):
-                for t in tree_flatten(val)[0]:
-                    if isinstance(t, torch.Tensor):
-                        key = _key(t)
-                        live.setdefault(key, _storage_bytes(t))
-                        end = len(nodes) if n.op == "placeholder" else last_use[n]  # the caller holds inputs
-                        if end > end_of.get(key, -1):
-                            end_of[key] = end
-                            frees.setdefault(end, []).append(key)
-            live_bytes[index[n]] = sum(live.values()) // sp_degree
-            for key in frees.pop(index[n], []):
-                if end_of.get(key) == index[n]:
-                    live.pop(key, None)
+            if n.op == "placeholder" and placeholders[n] in weights:
+                continue
+            for t in tree_flatten(val)[0]:
+                if not isinstance(t, torch.Tensor):
+                    continue
+                key = _key(t)
+                if n.op == "placeholder":
+                    if key not in end_of:
+                        end_of[key] = len(nodes)
+                        held[index[n]] += _storage_bytes(t)
+                    continue
+                if key not in end_of:
+                    born.append((index[n], key, str(t.dtype), _storage_bytes(t)))
+                end_of[key] = max(end_of.get(key, -1), last_use[n])
+    for k in outputs:                              # the graph's outputs outlive it
+        if k in end_of:
+            end_of[k] = len(nodes)
+    live_bytes = [b // sp_degree for b in _pooled_live_bytes(born, end_of, held, len(nodes))]
     compute = _charge(recorder.ops, outputs, profile, len(nodes))
     node_ms = [c / sp_degree + coll for c, coll in zip(compute, collective_ms)]
     flops = sum(op.flops for op in recorder.ops)
@@ -314,6 +320,47 @@ def _collective_ms(kind: str, nbytes: int, size: int, profile: DeviceProfile) ->
     if kind == "all_gather_into_tensor":
         moved = nbytes * (size - 1)
     return moved / (profile.link_gbs * 1e9) * 1e3 + profile.link_latency_us / 1e3
+
+
+def _pooled_live_bytes(born: list[tuple[int, int, str, int]], end_of: dict[int, int], held: list[int],
+                       n_nodes: int) -> list[int]:
+    """Activation bytes after each node when dead buffers are reused as Inductor's wrapper code does: a buffer
+    whose tensor is dead is kept for the next allocation of the same dtype and byte size (the most recently freed
+    first, `ReuseLine`) and freed only if nothing reuses it. ``born``: (node, storage, dtype, bytes) in allocation
+    order; ``end_of``: the node after which each storage is dead; ``held``: bytes the caller holds from each node
+    on (the inputs)."""
+    free: dict[tuple[str, int], list[int]] = {}      # (dtype, bytes) -> buffers free for reuse
+    dying: dict[int, list[tuple[int, tuple[str, int]]]] = {}
+    start: list[int] = []
+    end: list[int] = []
+    size: list[int] = []
+    j = 0
+    for i in range(n_nodes):
+        while j < len(born) and born[j][0] == i:
+            _, key, dtype, nbytes = born[j]
+            j += 1
+            pool = free.get((dtype, nbytes))
+            if pool:
+                buf = pool.pop()
+            else:
+                buf = len(size)
+                start.append(i)
+                end.append(i)
+                size.append(nbytes)
+            end[buf] = max(end[buf], end_of.get(key, i))
+            dying.setdefault(end_of.get(key, i), []).append((buf, (dtype, nbytes)))
+        for buf, k in dying.pop(i, []):
+            free.setdefault(k, []).append(buf)
+    delta = [0] * (n_nodes + 1)
+    for s, e, n in zip(start, end, size):
+        delta[s] += n
+        delta[min(e, n_nodes - 1) + 1] -= n
+    out, live, inputs = [], 0, 0
+    for i in range(n_nodes):
+        live += delta[i]
+        inputs += held[i]
+        out.append(live + inputs)
+    return out
 
 
 def _storage_bytes(t: torch.Tensor) -> int:
