@@ -181,3 +181,15 @@ def test_dead_buffers_stay_allocated_until_reused_like_inductor():
     assert _pooled_live_bytes(born, end_of, held, 6) == [207, 207, 157, 157, 107, 7]
     # without the later allocation of A's size, A's buffer is freed when A dies
     assert _pooled_live_bytes(born[:3], {"A": 1, "C": 1, "D": 3}, held, 6) == [207, 207, 57, 57, 7, 7]
+
+
+def test_class_breakdown_adds_up_to_the_compute_estimate():
+    from cfcompile.costmodel import PROFILES, estimate_costs
+    from toy import toy
+
+    m, x = toy()
+    gm = torch.fx.symbolic_trace(m)
+    costs = estimate_costs(gm, [x], PROFILES["H100"])
+    classes = dict(costs.class_ms)
+    assert set(classes) == {"matmul", "attention", "memory-bound"} and all(v > 0 for v in classes.values())
+    assert sum(classes.values()) == pytest.approx(costs.total_ms)

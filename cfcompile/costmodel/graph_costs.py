@@ -55,6 +55,7 @@ class GraphCosts:
     flops: float                        # of the whole graph (all ranks)
     collective_ms: tuple[float, ...] = ()  # the part of node_ms spent in collectives (sequence parallelism)
     collectives: tuple[Collective, ...] = ()  # the graph's own collectives, in graph order
+    class_ms: tuple[tuple[str, float], ...] = ()  # compute ms by kernel class (matmul, attention, memory-bound)
 
     @property
     def total_ms(self) -> float:
@@ -138,7 +139,8 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def _charge(ops: list[_Op], outputs: set[int], profile: DeviceProfile, n_nodes: int) -> list[float]:
+def _charge(ops: list[_Op], outputs: set[int], profile: DeviceProfile, n_nodes: int,
+            by_class: dict[str, float] | None = None) -> list[float]:
     """Milliseconds per node, fusing memory-bound ops the way Inductor does.
 
     Inductor fuses chains of pointwise ops, reductions, casts and concatenations into one kernel: reading the
@@ -156,12 +158,17 @@ def _charge(ops: list[_Op], outputs: set[int], profile: DeviceProfile, n_nodes: 
             peak = p.matmul_tflops * 1e12 * (p.attention_efficiency if op.efficiency == "attention"
                                              else p.matmul_efficiency)
             moved = sum(n for _, n in op.ins + op.outs)
-            ms[op.node] += max(moved / bw, op.flops / peak) * 1e3 + p.kernel_overhead_us / 1e3
+            t = max(moved / bw, op.flops / peak) * 1e3 + p.kernel_overhead_us / 1e3
+            cls = op.efficiency
         else:
             chained = [k in fusible for k, _ in op.ins]
             moved = sum(n for (k, n), f in zip(op.ins, chained) if not f)
             moved += sum(n for k, n in op.outs if k in materialized or k not in read)
-            ms[op.node] += moved / bw * 1e3 + (0.0 if any(chained) else p.kernel_overhead_us / 1e3)
+            t = moved / bw * 1e3 + (0.0 if any(chained) else p.kernel_overhead_us / 1e3)
+            cls = "memory-bound"
+        ms[op.node] += t
+        if by_class is not None:
+            by_class[cls] = by_class.get(cls, 0.0) + t
     return ms
 
 
@@ -284,11 +291,12 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
         if k in end_of:
             end_of[k] = len(nodes)
     live_bytes = [b // sp_degree for b in _pooled_live_bytes(born, end_of, held, len(nodes))]
-    compute = _charge(recorder.ops, outputs, profile, len(nodes))
+    by_class: dict[str, float] = {}
+    compute = _charge(recorder.ops, outputs, profile, len(nodes), by_class)
     node_ms = [c / sp_degree + coll for c, coll in zip(compute, collective_ms)]
     flops = sum(op.flops for op in recorder.ops)
     return GraphCosts(profile.name, tuple(node_ms), tuple(live_bytes), flops, tuple(collective_ms),
-                      tuple(collectives))
+                      tuple(collectives), tuple((k, v / sp_degree) for k, v in sorted(by_class.items())))
 
 
 _ELASTIC = "cfcompile_elastic."
