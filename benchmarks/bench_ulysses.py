@@ -8,7 +8,9 @@ SGLang-style `layerwise`, and chunkflow at several residencies / budgets, all in
 
 Each rank builds the same model (seed 0), `model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=N))`,
 and compiles it; rank 0 prints and writes $OUT/ulysses_<model>_<tokens>_sp<N>.json. Step time: median of CUDA-event
-timed calls after warm-up (all ranks step together; rank 0's numbers are reported). Memory: rank 0's peaks. The
+timed calls after warm-up (all ranks step together; rank 0's numbers are reported). Memory: rank 0's peaks.
+Collectives: NCCL kernel time per step from torch.profiler over 3 more steps, and the part of it that runs while a
+copy is in flight (``collective_ms``, ``collective_under_copy_ms``; rank 0). The
 predicted step time and peak come from the backend's cost model. Options per config: `chunkflow:<rf>[:<policy>]`
 (policy yield / overlap / auto), `budget:<bytes>[:<policy>]`, `layerwise`, `inductor`.
 """
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 import cfcompile  # noqa: E402
 from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
+from common import collective_times, profile_kernels  # noqa: E402
 
 
 def parse(spec: str) -> list[tuple[str, dict | None]]:
@@ -111,6 +114,10 @@ def main() -> int:
         if cuda:
             r.update(peak_alloc_gib=torch.cuda.max_memory_allocated() / 2**30,
                      peak_reserved_gib=torch.cuda.max_memory_reserved() / 2**30)
+            # NCCL kernel time per step, and how much of it runs under a weight copy: no offloading is the
+            # collective time without prefetch, the offloading configs with it
+            sync()
+            r.update(collective_times(profile_kernels(fn, steps=3), steps=3))
         return r
 
     def out_of(o):

@@ -133,3 +133,48 @@ def write(results: list[dict], name: str) -> None:
     out = os.environ.get("OUT", ".")
     with open(os.path.join(out, name), "w") as f:
         json.dump(results, f, indent=1)
+
+
+def overlap_ms(intervals: list[tuple[float, float]], others: list[tuple[float, float]]) -> float:
+    """Total length of ``intervals`` covered by the union of ``others`` (all in the same time unit)."""
+    merged: list[list[float]] = []
+    for s, e in sorted(others):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    total = 0.0
+    for s, e in intervals:
+        for ms, me in merged:
+            if me <= s:
+                continue
+            if ms >= e:
+                break
+            total += min(e, me) - max(s, ms)
+    return total
+
+
+def collective_times(kernels: list[tuple[str, float, float]], steps: int) -> dict:
+    """Per step, from profiled GPU activity ``(name, start_us, end_us)``: the time NCCL kernels run, how much of it
+    runs while a copy (``Memcpy ...``) is in flight, and the median NCCL kernel. A collective slowed by a weight
+    copy on a shared PCIe path shows as a longer NCCL time than the same step without offloading."""
+    nccl = [(s, e) for n, s, e in kernels if "nccl" in n.lower()]
+    copies = [(s, e) for n, s, e in kernels if n.startswith("Memcpy")]
+    durations = sorted(e - s for s, e in nccl)
+    return dict(collective_ms=sum(durations) / 1e3 / steps,
+                collective_under_copy_ms=overlap_ms(nccl, copies) / 1e3 / steps,
+                collectives_per_step=len(nccl) / steps,
+                median_collective_us=durations[len(durations) // 2] if durations else None,
+                copy_ms=sum(e - s for s, e in copies) / 1e3 / steps)
+
+
+def profile_kernels(fn, steps: int = 3) -> list[tuple[str, float, float]]:
+    """``(name, start_us, end_us)`` of every GPU kernel and memcpy of ``steps`` calls of ``fn`` (torch.profiler)."""
+    from torch.autograd import DeviceType
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    return [(e.name, e.time_range.start, e.time_range.end) for e in prof.events()
+            if e.device_type == DeviceType.CUDA]
