@@ -1,5 +1,6 @@
 """cfcompile.elastic's collectives inside torch.compile: custom ops with fake implementations, no graph break,
-recognised by the cost model as collectives, and the chunkflow backend's yield policy around them (2 gloo ranks)."""
+recognised by the cost model as collectives, a ranks tensor as a run-time value (no recompile for another group of
+the same size, clear errors for bad ranks), and the chunkflow backend's yield policy around them (2 gloo ranks)."""
 
 import json
 import re
@@ -60,15 +61,22 @@ def _compile_worker(rank, world):
             launch_nodes=[str(list(gm.graph.nodes)[c.launch].target) for c in costs.collectives],
             node_ms=[costs.collective_ms[c.wait] for c in costs.collectives])
     # honest schemas and fake implementations (every rank runs the same checks: the exchanges pair up)
-    opcheck(all_to_all_single_op, (x, [0, 1], [2, 2], [2, 2]))
-    opcheck(all_gather_op, (x, [0, 1]))
-    opcheck(all_to_all_single_op, (x, [rank], [4], [4]))   # a group of one: a copy
+    pair = torch.tensor([0, 1])
+    opcheck(all_to_all_single_op, (x, pair, [2, 2], [2, 2]))
+    opcheck(all_gather_op, (x, pair))
+    opcheck(all_to_all_single_op, (x, torch.tensor([rank]), [4], [4]))   # a group of one: a copy
     # the autograd formula: the gradient of an all-to-all is the all-to-all back
     # rank 0 keeps 1 row and sends 3, rank 1 sends 3 and keeps 1 (so each receives as it sends)
     xr = x.clone().requires_grad_()
     splits = [3, 1] if rank else [1, 3]
-    (all_to_all_single_op(xr, [0, 1], splits, splits) * torch.arange(4.0)[:, None]).sum().backward()
+    (all_to_all_single_op(xr, pair, splits, splits) * torch.arange(4.0)[:, None]).sum().backward()
     out["grad"] = xr.grad
+    # the same under compile (AOTAutograd traces the backward; the ranks tensor is saved for it)
+    xr = x.clone().requires_grad_()
+    f = torch.compile(lambda t, r: (all_to_all_single_op(t, r, splits, splits) * torch.arange(4.0)[:, None]).sum(),
+                      backend="aot_eager", fullgraph=True)
+    f(xr, pair).backward()
+    out["compiled_grad"] = xr.grad
     return out
 
 
@@ -91,8 +99,71 @@ def test_collectives_compile_without_graph_breaks_and_are_costed():
         assert r[True]["eager"].shape == r[False]["eager"].shape == (4, 6)
     # each input row's gradient is the index of the output row it landed in: rank 0's row 0 stays (row 0), rows 1-3
     # become rank 1's rows 0-2; rank 1's rows 0-2 become rank 0's rows 1-3, its row 3 stays
-    torch.testing.assert_close(res[0]["grad"], torch.tensor([0.0, 0, 1, 2])[:, None].expand(4, 3))
-    torch.testing.assert_close(res[1]["grad"], torch.tensor([1.0, 2, 3, 3])[:, None].expand(4, 3))
+    for key in ("grad", "compiled_grad"):
+        torch.testing.assert_close(res[0][key], torch.tensor([0.0, 0, 1, 2])[:, None].expand(4, 3))
+        torch.testing.assert_close(res[1][key], torch.tensor([1.0, 2, 3, 3])[:, None].expand(4, 3))
+
+
+def _runtime_ranks_worker(rank, world):
+    from torch._dynamo.utils import counters
+
+    from cfcompile.elastic import all_gather, all_to_all, form_group
+
+    def fn(x, group):
+        return all_gather(all_to_all(x * 2, group) + 1, group, dim=1)
+
+    x = torch.arange(8.0).reshape(4, 2) + 10 * rank
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    ranks = torch.tensor([0, 1])
+    out = {"01": compiled(x, ranks), "eager_01": fn(x, form_group((0, 1)))}
+    ranks.copy_(torch.tensor([1, 0]))   # refilled in place, as ulysses does: the other order, the same graph
+    out["10"] = compiled(x, ranks)
+    out["10_new_tensor"] = compiled(x, torch.tensor([1, 0]))
+    out["eager_10"] = fn(x, form_group((1, 0)))
+    out["frames_one_size"] = counters["stats"]["unique_graphs"]
+    out["alone"] = compiled(x, torch.tensor([rank]))      # another size: another graph
+    out["eager_alone"] = fn(x, form_group((rank,)))
+    out["frames"] = counters["stats"]["unique_graphs"]
+    out["graph_breaks"] = dict(counters["graph_break"])
+    # bad ranks fail on every rank before any exchange, so the ranks stay in step
+    bad = {"dtype": torch.tensor([0, 1], dtype=torch.int32), "device": torch.tensor([0, 1], device="meta"),
+           "shape": torch.tensor([[0, 1]]), "duplicate": torch.tensor([rank, rank]),
+           "not a member": torch.tensor([1 - rank]), "world": torch.tensor([rank, 5])}
+    errors = {}
+    for name, r in bad.items():
+        for mode, f in (("eager", fn), ("compiled", compiled)):
+            try:
+                f(x, r)
+                errors[name, mode] = None
+            except Exception as e:  # noqa: BLE001 - the message is checked
+                errors[name, mode] = f"{type(e).__name__}: {e}"
+    out["errors"] = errors
+    out["after_errors"] = compiled(x, torch.tensor([0, 1]))
+    return out
+
+
+@pytest.mark.timeout(240)
+def test_ranks_are_a_runtime_value():
+    res = run_distributed(_runtime_ranks_worker, 2, timeout=200)
+    for r in res:
+        for key in ("01", "10", "10_new_tensor", "alone", "after_errors"):
+            ref = r["eager_" + {"10_new_tensor": "10", "after_errors": "01"}.get(key, key)]
+            torch.testing.assert_close(r[key], ref, rtol=0, atol=0, msg=lambda m: f"{key}: {m}")
+        assert not torch.equal(r["01"], r["10"])  # the group's order reached the compiled graph
+        frames = (r["frames_one_size"], r["frames"], r["graph_breaks"])
+        assert frames == (1, 2, {}), frames
+        e = r["errors"]
+        for mode in ("eager", "compiled"):
+            assert "ranks must be a non-empty 1-D int64 CPU tensor" in e["dtype", mode] and "torch.int32" in \
+                e["dtype", mode], e
+            assert "ranks must be a non-empty 1-D int64 CPU tensor" in e["device", mode] and "on meta" in \
+                e["device", mode], e
+            assert "ranks must be a non-empty 1-D int64 CPU tensor" in e["shape", mode], e
+            assert "ranks must be distinct" in e["duplicate", mode], e
+            assert "is not in ranks" in e["not a member", mode], e
+            assert "ranks [5] are not in the world of 2 ranks" in e["world", mode], e
 
 
 def _chunkflow_worker(rank, world, profile_path):

@@ -233,7 +233,7 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
                 # cfcompile.elastic's collectives over a logical group: synchronous, the node is launch and wait
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
                 kind = _ELASTIC_KINDS[name.split(".")[1]]
-                nbytes, size = _nbytes(args[0]), len(args[1])
+                nbytes, size = _nbytes(args[0]), args[1].shape[0]  # args[1]: the ranks tensor
                 ms = _collective_ms(kind, nbytes, size, profile)
                 collective_ms[index[n]] += ms
                 collectives.append(Collective(kind, index[n], index[n], nbytes, size, ms))

@@ -5,7 +5,8 @@ already-initialised world process group with point-to-point ops in a fixed pairw
 or dropping a group costs no communicator setup (see ``collectives.py`` for why overlapping groups cannot
 deadlock). Ranks outside a group take no part. ``all_to_all`` and ``all_gather`` are custom ops
 (``cfcompile_elastic::*``) that torch.compile keeps as single nodes. :func:`ulysses` runs a diffusers transformer
-with Ulysses sequence parallelism over a logical group that can change between calls.
+with Ulysses sequence parallelism over a logical group that can change between calls (compiled: without a
+recompile while the group's size stays the same).
 """
 
 from .collectives import all_gather, all_to_all, barrier, recv, send

@@ -27,8 +27,16 @@ or run one world collective first, since a batched P2P must not be the first NCC
 communicator (see ``torch.distributed.batch_isend_irecv``).
 
 ``all_to_all`` and ``all_gather`` validate and then call the custom ops ``cfcompile_elastic::all_to_all_single`` /
-``::all_gather`` (group = list of global ranks: hashable, a constant of a compiled graph), so torch.compile traces
-them without a graph break; under compile, as in eager, a rank outside the group gets None and issues nothing.
+``::all_gather``, so torch.compile traces them without a graph break. The ops take the group as a 1-D int64 CPU
+tensor of global ranks, read on the host when the op runs: under compile it is a graph input, not a constant.
+``group`` may be given either way:
+
+* a :class:`LogicalGroup`: checked on the host, non-members get None and issue nothing; under compile its ranks
+  are constants of the graph (Dynamo guards on them), so another group is another graph;
+* a ranks tensor (e.g. one kept by the caller and refilled in place): a run-time value, so a compiled graph runs
+  on any group of that size without recompiling; only members may call (the op raises otherwise) and the op,
+  not the wrapper, checks the values (distinct, in the world, this rank among them).
+
 Under compile the SPMD rule above means: members of a group must run the same graph (same order of collectives).
 """
 
@@ -55,6 +63,26 @@ def _me(group: LogicalGroup) -> int | None:
         return None
     group.check_world(dist.get_world_size())
     return group.rank_in_group(rank)
+
+
+def _check_ranks(ranks: torch.Tensor, op: str) -> None:
+    """The metadata of a ranks tensor (its values are read only by the op's eager implementation)."""
+    if not isinstance(ranks, torch.Tensor) or ranks.dtype != torch.int64 or ranks.device.type != "cpu" \
+            or ranks.dim() != 1 or not ranks.numel():
+        what = (f"a {ranks.dtype} tensor of shape {tuple(ranks.shape)} on {ranks.device}"
+                if isinstance(ranks, torch.Tensor) else type(ranks).__name__)
+        raise TypeError(f"{op}: ranks must be a non-empty 1-D int64 CPU tensor of global ranks (read on the host, "
+                        f"no device sync), got {what}; e.g. torch.tensor(group.ranks)")
+
+
+def _ranks(group: LogicalGroup | torch.Tensor, op: str) -> torch.Tensor | None:
+    """The ranks tensor the ops take; None for a LogicalGroup this process is not in."""
+    if isinstance(group, torch.Tensor):
+        _check_ranks(group, op)
+        return group
+    if _me(group) is None:
+        return None
+    return torch.tensor(group.ranks, dtype=torch.int64)
 
 
 def _exchange(group: LogicalGroup, me: int, sends: Sequence[torch.Tensor | None],
@@ -85,67 +113,75 @@ def _splits(name: str, splits, total: int, n: int) -> list[int]:
     return splits
 
 
-def all_to_all(input: torch.Tensor, group: LogicalGroup, output_split_sizes: Sequence[int] | None = None,
+def all_to_all(input: torch.Tensor, group: LogicalGroup | torch.Tensor,
+               output_split_sizes: Sequence[int] | None = None,
                input_split_sizes: Sequence[int] | None = None) -> torch.Tensor | None:
     """``all_to_all_single`` over ``group``: rows ``input_split_sizes[j]`` go to member j; returns the received
     rows concatenated along dim 0 in group-rank order (``output_split_sizes[j]`` from member j). None for
-    non-members. Splits must agree across members, as for ``all_to_all_single``.
+    non-members of a LogicalGroup. Splits must agree across members, as for ``all_to_all_single``.
 
-    Traceable: under ``torch.compile`` it is one ``cfcompile_elastic.all_to_all_single`` node (the group's ranks
-    are a constant of the graph, so another group is another graph).
+    ``group``: a LogicalGroup, or a 1-D int64 CPU tensor of global ranks (a run-time value under compile: see the
+    module docstring). Traceable: under ``torch.compile`` it is one ``cfcompile_elastic.all_to_all_single`` node.
     """
-    me = _me(group)
-    if me is None:
+    ranks = _ranks(group, "all_to_all")
+    if ranks is None:
         return None
-    n = group.size
+    n = ranks.shape[0]
     in_splits = _splits("input_split_sizes", input_split_sizes, input.shape[0], n)  # their sum: the op checks
     out_splits = _splits("output_split_sizes", output_split_sizes, input.shape[0], n)
-    return all_to_all_single_op(input, list(group.ranks), out_splits, in_splits)
+    return all_to_all_single_op(input, ranks, out_splits, in_splits)
 
 
-def all_gather(input: torch.Tensor, group: LogicalGroup, dim: int = 0) -> torch.Tensor | None:
+def all_gather(input: torch.Tensor, group: LogicalGroup | torch.Tensor, dim: int = 0) -> torch.Tensor | None:
     """Every member's ``input`` (same shape on all) concatenated along ``dim`` in group-rank order; None for
-    non-members. Traceable like :func:`all_to_all` (one ``cfcompile_elastic.all_gather`` node)."""
-    me = _me(group)
-    if me is None:
+    non-members of a LogicalGroup. ``group`` and tracing as for :func:`all_to_all` (one
+    ``cfcompile_elastic.all_gather`` node)."""
+    ranks = _ranks(group, "all_gather")
+    if ranks is None:
         return None
     if not -input.dim() <= dim < input.dim():
         raise ValueError(f"all_gather: dim {dim} is out of range for a tensor of {input.dim()} dimensions "
                          "(a 0-d tensor: gather x[None])")
     # the schedule gathers along dim 0: move ``dim`` there and back (views; no-ops for dim 0)
-    return all_gather_op(input.movedim(dim, 0), list(group.ranks)).movedim(0, dim)
+    return all_gather_op(input.movedim(dim, 0), ranks).movedim(0, dim)
 
 
 # --- the collectives as custom ops: opaque to Dynamo and AOTAutograd, so a compiled graph keeps each one as a
 # single node (no graph break) and the cost model sees it. Synchronous: the op returns once its exchanges are done
 # (on NCCL: once the current stream waits for them), so a graph node is both the launch and the wait. ---------
 
-def _member_of(ranks: Sequence[int], op: str) -> tuple[LogicalGroup, int]:
-    group = LogicalGroup(tuple(ranks))   # validates: ints, distinct, non-negative
-    group.check_world(dist.get_world_size())
+def _member_of(ranks: torch.Tensor, op: str) -> tuple[LogicalGroup, int]:
+    _check_ranks(ranks, op)
+    values = ranks.tolist()
+    try:
+        group = LogicalGroup(tuple(values)).check_world(dist.get_world_size())  # distinct, non-negative, in world
+    except ValueError as e:
+        raise ValueError(f"{op}: bad ranks {values}: {e}") from None
     rank = dist.get_rank()
     if rank not in group:
-        raise ValueError(f"{op}: this rank ({rank}) is not in ranks {list(ranks)}; only members may call the op "
-                         "(cfcompile.elastic.all_to_all / all_gather return None for non-members without calling it)")
+        raise ValueError(f"{op}: this rank ({rank}) is not in ranks {values}; only members may call the op "
+                         "(cfcompile.elastic.all_to_all / all_gather return None for non-members of a LogicalGroup "
+                         "without calling it)")
     return group, group.rank_in_group(rank)
 
 
-def _check_op_splits(x: torch.Tensor, ranks: Sequence[int], out_splits: Sequence[int],
+def _check_op_splits(x: torch.Tensor, ranks: torch.Tensor, out_splits: Sequence[int],
                      in_splits: Sequence[int]) -> None:
-    n = len(ranks)
+    n = ranks.shape[0]
     for name, splits in (("output_split_sizes", out_splits), ("input_split_sizes", in_splits)):
         if len(splits) != n:
-            raise ValueError(f"all_to_all_single: {name} has {len(splits)} entries for a group of {n} ranks "
-                             f"{list(ranks)}; give one size per member")
+            raise ValueError(f"all_to_all_single: {name} has {len(splits)} entries for a group of {n} ranks; "
+                             "give one size per member")
     if sum(in_splits) != x.shape[0]:
         raise ValueError(f"all_to_all_single: input_split_sizes {list(in_splits)} sum to {sum(in_splits)}, but "
                          f"input has {x.shape[0]} rows along dim 0")
 
 
 @torch.library.custom_op("cfcompile_elastic::all_to_all_single", mutates_args=())
-def all_to_all_single_op(x: torch.Tensor, ranks: list[int], output_split_sizes: list[int],
+def all_to_all_single_op(x: torch.Tensor, ranks: torch.Tensor, output_split_sizes: list[int],
                          input_split_sizes: list[int]) -> torch.Tensor:
-    """``all_to_all_single`` over the global ``ranks`` (this rank must be one of them), by the pairwise schedule."""
+    """``all_to_all_single`` over the global ``ranks`` (int64 CPU, this rank among them), by the pairwise
+    schedule."""
     group, me = _member_of(ranks, "all_to_all_single")
     _check_op_splits(x, ranks, output_split_sizes, input_split_sizes)
     if any(s < 0 for s in (*output_split_sizes, *input_split_sizes)):
@@ -161,25 +197,28 @@ def all_to_all_single_op(x: torch.Tensor, ranks: list[int], output_split_sizes: 
 
 @all_to_all_single_op.register_fake
 def _(x, ranks, output_split_sizes, input_split_sizes):
+    _check_ranks(ranks, "all_to_all_single")   # metadata only: the values exist at run time
     _check_op_splits(x, ranks, output_split_sizes, input_split_sizes)
     return x.new_empty((sum(output_split_sizes), *x.shape[1:]))
 
 
 def _a2a_setup(ctx, inputs, output):
-    _, ctx.ranks, ctx.out_splits, ctx.in_splits = inputs
+    _, ranks, ctx.out_splits, ctx.in_splits = inputs
+    ctx.save_for_backward(ranks)   # a tensor: saved, so a compiled backward reads this call's group
 
 
 def _a2a_backward(ctx, grad):
     # the gradient goes back the way the rows came: the same exchange with the splits swapped
-    return all_to_all_single_op(grad.contiguous(), ctx.ranks, ctx.in_splits, ctx.out_splits), None, None, None
+    (ranks,) = ctx.saved_tensors
+    return all_to_all_single_op(grad.contiguous(), ranks, ctx.in_splits, ctx.out_splits), None, None, None
 
 
 all_to_all_single_op.register_autograd(_a2a_backward, setup_context=_a2a_setup)
 
 
 @torch.library.custom_op("cfcompile_elastic::all_gather", mutates_args=())
-def all_gather_op(x: torch.Tensor, ranks: list[int]) -> torch.Tensor:
-    """Every member's ``x`` concatenated along dim 0 in the order of ``ranks`` (this rank must be one of them)."""
+def all_gather_op(x: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
+    """Every member's ``x`` concatenated along dim 0 in the order of ``ranks`` (int64 CPU, this rank among them)."""
     group, me = _member_of(ranks, "all_gather")
     x = x.contiguous()
     out = x.new_empty((group.size * x.shape[0], *x.shape[1:]))
@@ -192,7 +231,8 @@ def all_gather_op(x: torch.Tensor, ranks: list[int]) -> torch.Tensor:
 
 @all_gather_op.register_fake
 def _(x, ranks):
-    return x.new_empty((len(ranks) * x.shape[0], *x.shape[1:]))
+    _check_ranks(ranks, "all_gather")
+    return x.new_empty((ranks.shape[0] * x.shape[0], *x.shape[1:]))
 
 
 def _check_peer(peer: int, what: str) -> int:
