@@ -193,7 +193,9 @@ class _Spec:
         self.last = max(r.last_use for r in reads)
         self.held = held if held and held[1] > held[0] else None
         self.floor = self.held[1] if self.held and self.held[0] <= self.lo < self.held[1] else self.lo
-        self.n_held = sum(1 for c in self.chunk_ids if (c + 1) * cs <= self.floor)
+        # the fewest chunks whose boundary reaches the held bytes (as many as the graph that made them resident chose)
+        self.n_held = 0 if self.floor <= self.lo else \
+            next((n for n, c in enumerate(self.chunk_ids) if c * cs >= self.floor), len(self.chunk_ids))
         self._splits: dict[int, tuple] = {}
 
     def split(self, n_resident: int) -> tuple[list[WeightRead], list[WeightRead], tuple[int, int], tuple[int, int]]:

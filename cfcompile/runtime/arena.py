@@ -7,7 +7,7 @@ import weakref
 
 import torch
 
-from ..config import format_bytes
+from ..config import ALIGN, format_bytes
 from ..offload import _CudaArrayInterface
 from ..passes.plan import Plan
 from .ops import forget_slots
@@ -114,9 +114,10 @@ class _ResidentPool:
             return key
         lo, hi = (min(rng[0], e.lo), max(rng[1], e.hi)) if e is not None else rng
         dt = str(group.dtype).removeprefix("torch.")
-        buf = alloc(hi - lo, dt)   # may raise: nothing changed yet
+        # rounded up to ALIGN bytes, as the plan counts it (the CUDA allocator rounds up further on its own)
+        buf = alloc((hi - lo + ALIGN - 1) // ALIGN * ALIGN, dt)   # may raise: nothing changed yet
         src, item = group.device_view, group.device_view.element_size()
-        buf.copy_(src[lo // item:hi // item])
+        buf[:(hi - lo) // item].copy_(src[lo // item:hi // item])
         self.entries[key] = _Resident(group, lo, hi, buf, (e.refs if e is not None else 0) + 1)
         if e is not None:   # grown: graphs reading the old copy move to the new one, the old one is freed
             for rt in list(self.users):
