@@ -64,7 +64,8 @@ def check(reads, device: torch.device, config: ChunkFlowConfig, exclude: GraphRu
             f"memory_budget: this graph's weights (group {name}, ...) are also read by a graph compiled with "
             f"{theirs}, and this one has {mine if mine is not None else 'no MemoryBudget'}. Graphs that read the same "
             f"offloaded weights share their resident copy, so they must be planned under the same MemoryBudget "
-            f"object, or all without one: pass the same memory_budget to every torch.compile of this model.")
+            f"object, or all without one: pass the same memory_budget to every torch.compile of this model (graphs "
+            f"compiled earlier live until torch._dynamo.reset() or until the compiled model is dropped).")
     if mine is not None:
         devices = {str(m.device) for m in _members(mine)} - {str(device)}
         if devices:
@@ -108,10 +109,12 @@ def device_state(reads, device: torch.device, config: ChunkFlowConfig, *, exclud
             if key not in keys and key not in seen:
                 seen.add(key)
                 other += RESIDENTS.entries[key].nbytes
-    note = (f"{budget!r} is shared with {len(members)} other graph(s) on {device}: they hold {format_bytes(other)} "
-            f"resident, need a shared arena of {format_bytes(sum(arena.values()))} and activations up to "
-            f"{format_bytes(act)}" + (f"; {format_bytes(held_bytes)} of this graph's weights are resident already"
-                                      if held else "")) if members else ""
+    they = (f"even with their resident chunks taken back they need" if evicted else
+            f"they hold {format_bytes(other)} resident and need")
+    note = (f"{budget!r} is shared with {len(members)} other graph(s) on {device}: {they} a shared arena of "
+            f"{format_bytes(sum(arena.values()))} and activations up to {format_bytes(act)}" +
+            (f"; {format_bytes(held_bytes)} of this graph's weights are resident already" if held else "")) \
+        if members else ""
     return DeviceState(held, other, arena, act, note)
 
 
