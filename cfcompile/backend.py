@@ -127,6 +127,13 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
         raise ValueError(f"chunkflow: torch._inductor.config.triton.cudagraphs is on for a graph that streams "
                          f"offloaded weights. {CUDAGRAPHS_HINT} (Set torch._inductor.config.triton.cudagraphs = "
                          f"False.)")
+    groups: dict[str, Any] = {}
+    for r in reads:   # the plan tells groups apart by name: two models' "blocks.0" would be taken for one
+        if groups.setdefault(r.group.key, r.group) is not r.group:
+            raise ValueError(f"chunkflow: this graph reads two offloaded models that both have a weight group "
+                             f"{r.group.key!r}; one graph can stream only one group of a name. Compile each model on "
+                             f"its own (torch.compile(model) for each, not one function calling both); they still "
+                             f"share the arena, the copy stream and, with a cfcompile.MemoryBudget, one budget.")
     devices = {r.group.device_view.device for r in reads}
     if len(devices) != 1:
         raise ValueError(f"chunkflow: one graph reads weights offloaded for several devices {sorted(map(str, devices))}")

@@ -3,6 +3,7 @@
 
 import gc
 
+import pytest
 import torch
 
 import cfcompile
@@ -52,3 +53,13 @@ def test_two_models_called_alternately_share_one_arena_and_match_eager():
     torch._dynamo.reset()
     gc.collect()
     assert ARENAS.bytes() == 0 and RESIDENTS.bytes() == 0   # freed with the last graph of either model
+
+
+def test_one_graph_reading_two_models_with_the_same_group_names_is_refused():
+    a, x = toy(d=64, blocks=2)
+    b, _ = toy(d=64, blocks=2)
+    cfcompile.offload(a, "cpu")
+    cfcompile.offload(b, "cpu")
+    with pytest.raises(Exception, match=r"reads two offloaded models that both have a weight group 'embed:float32'"):
+        with torch.no_grad():
+            torch.compile(lambda t: b(a(t)), backend="chunkflow")(x)

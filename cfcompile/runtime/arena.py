@@ -1,4 +1,6 @@
-"""Device memory of one compiled graph: arenas, their per-group slots, and resident weights."""
+"""Device memory of compiled graphs: the streaming arenas (`ARENAS`, one per device and dtype), the resident copies
+of the weights (`RESIDENTS`, one per device and host group, i.e. per model), and each graph's slots into them
+(`GraphRuntime`)."""
 
 from __future__ import annotations
 

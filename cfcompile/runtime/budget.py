@@ -19,6 +19,7 @@ The weights one graph reads are under one budget object or none: a graph under a
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 
@@ -123,6 +124,9 @@ def plan_graph(reads, config: ChunkFlowConfig, costs, profile, device: torch.dev
     """`plan_with_model` with what the device holds; under a `MemoryBudget` a new graph that does not fit takes
     resident chunks back from the budget's other graphs. Returns (plan, prediction, graphs to evict); nothing is
     changed here: the caller evicts them once it is about to allocate."""
+    budget = _shared(config)
+    if RESIDENTS.entries.keys() & _keys(reads, device).keys() or budget is not None and len(budget.members):
+        gc.collect()   # graphs dropped in reference cycles (e.g. after torch._dynamo.reset()) hold memory until then
     check(reads, device, config, replanning)
 
     def attempt(evicted=()):
@@ -133,7 +137,6 @@ def plan_graph(reads, config: ChunkFlowConfig, costs, profile, device: torch.dev
     try:
         return (*attempt(), ())
     except BudgetError:
-        budget = _shared(config)
         victims = tuple(m for m in _members(budget, replanning) if not m.stale) if budget is not None else ()
         if replanning is not None or not victims:
             raise
