@@ -348,7 +348,7 @@ def _specs(reads: Sequence[WeightRead], cs: int, held: dict[str, tuple[int, int]
 def streaming_floor(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> dict[str, int]:
     """Arena bytes per dtype of the leanest plan the graph can run with, nothing resident (prefetch depth 0, or the
     fixed depth): what it needs to run again after its resident chunks are taken back (`runtime.budget`)."""
-    specs = _specs(reads, ALIGN)
+    specs = _specs(reads, 2**50)   # nothing resident: the chunk size does not matter, one chunk per group is cheapest
     depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 0
     return _layout(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
 
