@@ -1,7 +1,9 @@
 """The hardening cases on a real GPU (toy models, no diffusers): pinned bytes, a refused pin, CUDA-graph modes,
-int8 / float8 weights, two models sharing the arena and the copy stream.
+int8 / float8 weights, two models sharing the arena and the copy stream, one model's graphs sharing its resident
+chunks, two models under one MemoryBudget.
 
     python benchmarks/gpu_harden_check.py        # prints one line per check; exit status 1 if any failed
+    python benchmarks/gpu_harden_check.py shared_residents shared_budget     # only these checks
 
 First GPU run: H200, 2026-11-23 (results/gpu_harden_check_h200.log): 15 of 16 OK. The failure was this script's: it
 compared all allocated device bytes (33 MiB: most likely cuBLAS's 32 MiB workspace on Hopper) with the toy's 0.8 MB
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -22,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 import cfcompile  # noqa: E402
 from cfcompile.backend import compiled_graphs  # noqa: E402
 from cfcompile.runtime import ops  # noqa: E402
-from cfcompile.runtime.arena import ARENAS  # noqa: E402
+from cfcompile.runtime.arena import ARENAS, RESIDENTS  # noqa: E402
 from toy import toy  # noqa: E402
 
 off = importlib.import_module("cfcompile.offload")
@@ -146,9 +149,84 @@ def two_models() -> None:
           f"{ARENAS.bytes()} vs {[p.total_arena_bytes for p in plans]}")
 
 
+def shared_residents() -> None:
+    """Two resolutions of one model with half its chunks resident: the second graph adds no resident device memory."""
+    torch._dynamo.reset()
+    gc.collect()
+    m, _ = toy()
+    m = m.cuda()
+    small, big = torch.randn(2, 16, 16, device="cuda"), torch.randn(2, 128, 16, device="cuda")
+    with torch.no_grad():
+        refs = m(small), m(big)
+    cfcompile.offload(m, "cuda")
+    fn = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "resident_fraction": 0.5}, dynamic=False)
+    with torch.no_grad():
+        o1 = fn(small)
+        a = compiled_graphs()[-1]
+        torch.cuda.synchronize()
+        mem1, arena1 = torch.cuda.memory_allocated(), ARENAS.bytes()
+        o2 = fn(big)
+        b = compiled_graphs()[-1]
+        torch.cuda.synchronize()
+        mem2, arena2 = torch.cuda.memory_allocated(), ARENAS.bytes()
+        ok = close(o1, refs[0]) and close(o2, refs[1]) and close(fn(small), refs[0]) and close(fn(big), refs[1])
+    resident = a.chunkflow_plan.total_resident_bytes
+    # what the second graph added besides its output and the arena's growth: nothing for residents
+    added = mem2 - mem1 - o2.numel() * o2.element_size() - (arena2 - arena1)
+    check("two resolutions match eager", ok)
+    check("resident chunks held once", RESIDENTS.bytes() == resident == b.chunkflow_plan.total_resident_bytes,
+          f"pool {RESIDENTS.bytes()} B, plans {resident} / {b.chunkflow_plan.total_resident_bytes} B")
+    check("second graph allocates no resident copy", added < resident / 10,
+          f"allocated {added} B beyond its output and the arena growth (resident set {resident} B)")
+    ptrs = [t.data_ptr() for t in a.chunkflow_runtime.residents] == [t.data_ptr() for t in
+                                                                      b.chunkflow_runtime.residents]
+    check("both graphs read the same device copy", ptrs)
+
+
+def shared_budget() -> None:
+    """Two models under one MemoryBudget, small enough that the second takes chunks back from the first: both match
+    eager and the measured peak stays within the budget."""
+    torch._dynamo.reset()
+    gc.collect()
+    profile = Path("/tmp/cf_slow_copies.json")   # no copy hides: each graph wants all the residency it can get
+    profile.write_text(json.dumps(dict(name="slow-copies", matmul_tflops=100.0, memory_gbs=1000.0, h2d_gbs=0.001,
+                                       h2d_latency_us=0.0, kernel_overhead_us=0.0)))
+    a, x = toy(d=64, blocks=4)
+    b, _ = toy(d=96, blocks=3)
+    a, b, x = a.cuda(), b.cuda(), x.cuda()
+    with torch.no_grad():
+        ra, rb = a(x), b(x)
+    cfcompile.offload(a, "cuda")
+    cfcompile.offload(b, "cuda")
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    for size in ("2MiB", "1.2MiB"):
+        torch._dynamo.reset()
+        gc.collect()
+        budget = cfcompile.MemoryBudget(size)
+        opts = {"chunk_size": 4096, "memory_budget": budget, "profile": str(profile)}
+        fa, fb = (torch.compile(m, backend="chunkflow", options=opts) for m in (a, b))
+        torch.cuda.reset_peak_memory_stats()
+        ok = True
+        with torch.no_grad():
+            for _ in range(3):
+                ok &= close(fa(x), ra) and close(fb(x), rb)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        u = budget.usage()
+        check(f"MemoryBudget {size}: two models match eager", ok)
+        check(f"MemoryBudget {size}: measured peak within the budget", peak <= budget.bytes,
+              f"measured {peak} B, planned {u['peak_bytes']} B (resident {u['resident_bytes']}, arena "
+              f"{u['arena_bytes']}, activations {u['activation_bytes']}), budget {budget.bytes} B")
+        del fa, fb
+
+
 if __name__ == "__main__":
     print(torch.__version__, torch.cuda.get_device_name(), flush=True)
-    for fn in (pinned_bytes, refused_pin, modes, quantized, two_models):
+    chosen = sys.argv[1:]
+    for fn in (pinned_bytes, refused_pin, modes, quantized, two_models, shared_residents, shared_budget):
+        if chosen and fn.__name__ not in chosen:
+            continue
         try:
             fn()
         except Exception as e:  # noqa: BLE001

@@ -3,6 +3,7 @@
     import cfcompile
     cfcompile.offload(model, device="cuda")      # weights -> pinned host memory, seen by torch on the device
     fast = torch.compile(model, backend="chunkflow", options={"memory_budget": "12GiB"})
+    budget = cfcompile.MemoryBudget("24GiB")     # one budget for several models: memory_budget=budget in each
     cfcompile.plan_model("flux", cfcompile.Workload(height=1024, width=1024), profile="H100")   # no GPU needed
 """
 
@@ -12,10 +13,10 @@ from typing import Any
 
 import torch
 
-from .config import ChunkFlowConfig, parse_bytes
+from .config import ChunkFlowConfig, MemoryBudget, parse_bytes
 from .offload import HostStore, offload, restore, store_of
 
-__all__ = ["ChunkFlowConfig", "HostStore", "Workload", "compile", "offload", "parse_bytes", "plan_model", "restore",
+__all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "compile", "offload", "parse_bytes", "plan_model", "restore",
            "store_of"]
 __version__ = "0.1.0"
 

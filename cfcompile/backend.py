@@ -2,8 +2,10 @@
 
     torch.compile(model, backend="chunkflow", options={...})
       1. find the graph inputs that are offloaded weights (by data pointer, `passes.analysis`)
-      2. plan chunks, residency, issue points and arena offsets (`passes.plan`)
-      3. allocate the arena and resident buffers once for this graph, fill the resident ones (`GraphRuntime`)
+      2. plan chunks, residency, issue points and arena offsets (`passes.tune`), counting what other graphs hold on
+         the device (`runtime.budget`: the model's resident chunks, a shared `MemoryBudget`)
+      3. take the arena and resident copies for this graph from the device pools, shared with other graphs
+         (`GraphRuntime`)
       4. append arena / resident / host-group buffers as extra graph inputs and call Inductor's `compile_fx` with
          the rewrite installed as `post_grad_custom_post_pass` (`passes.rewrite`)
       5. return a callable that passes the extra inputs on every call
@@ -21,14 +23,15 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
+from .runtime import budget as shared
 from .runtime import timing
 from .runtime.arena import GraphRuntime
-from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, format_bytes
+from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
 from .costmodel.graph_costs import estimate_costs
 from .costmodel.profiles import resolve_profile
 from .dump import new_dump_dir, write_plan, write_prediction
 from .passes.analysis import find_weight_reads
-from .passes.tune import block_spans, plan_with_model
+from .passes.tune import block_spans
 from .passes.rewrite import ChunkflowPass, InputLayout
 
 log = logging.getLogger(__name__)
@@ -55,9 +58,10 @@ def _with_extra_inputs(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModu
     return result
 
 
-def _free_bytes(device: torch.device) -> int | None:
+def _free_bytes(device: torch.device, config: ChunkFlowConfig) -> int | None:
     """What ``memory_budget="auto"`` may use: free device memory plus what torch's allocator holds unused."""
-    if device.type != "cuda":
+    mb = config.memory_budget
+    if device.type != "cuda" or not (mb == "auto" or isinstance(mb, MemoryBudget) and mb.bytes is None):
         return None
     free, _ = torch.cuda.mem_get_info(device)
     return int(0.95 * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)))
@@ -123,25 +127,38 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
         raise ValueError(f"chunkflow: torch._inductor.config.triton.cudagraphs is on for a graph that streams "
                          f"offloaded weights. {CUDAGRAPHS_HINT} (Set torch._inductor.config.triton.cudagraphs = "
                          f"False.)")
+    groups: dict[str, Any] = {}
+    for r in reads:   # the plan tells groups apart by name: two models' "blocks.0" would be taken for one
+        if groups.setdefault(r.group.key, r.group) is not r.group:
+            raise ValueError(f"chunkflow: this graph reads two offloaded models that both have a weight group "
+                             f"{r.group.key!r}; one graph can stream only one group of a name. Compile each model on "
+                             f"its own (torch.compile(model) for each, not one function calling both); they still "
+                             f"share the arena, the copy stream and, with a cfcompile.MemoryBudget, one budget.")
     devices = {r.group.device_view.device for r in reads}
     if len(devices) != 1:
         raise ValueError(f"chunkflow: one graph reads weights offloaded for several devices {sorted(map(str, devices))}")
     device = devices.pop()
     profile = resolve_profile(config.profile, device)
     costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
-    free = _free_bytes(device) if config.memory_budget == "auto" else None
+    free = _free_bytes(device, config)
     policy = _collective_policy(config, profile, device)
     if costs.collectives:  # a sequence-parallel graph: every rank must make the same plan
         profile, free, policy = _agree_across_ranks(profile, free, policy)
         if profile.name != costs.profile:
             costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
-    plan, prediction = plan_with_model(reads, config, costs, profile, free_bytes=free, collective_policy=policy)
+    plan, prediction, evicted = shared.plan_graph(reads, config, costs, profile, device, free_bytes=free,
+                                                  collective_policy=policy)
+    shared.evict(evicted)   # before allocating: the room is theirs until now
     state = _Compiled(gm, example_inputs, reads, config, patches, device, profile, policy)
     state.build(plan, prediction, costs, torch._guards.detect_fake_mode(example_inputs))
     if not config.calibrate:
         state.example_inputs = None
 
     def run(*args):
+        if state.rt is None or state.rt.stale:   # its resident chunks went to a graph planned later under the same
+            #                                      MemoryBudget (or planning it again failed on an earlier call)
+            state.replan(args, run)
+        shared.touch(state.rt)
         if state.marks is not None:
             timing.mark(state.marks, "start", -1, device)
         out = state.compiled(*args, *state.rt.inputs)
@@ -161,6 +178,7 @@ class _Compiled:
     plan (``options={"calibrate": True}``)."""
 
     def __init__(self, gm, example_inputs, reads, config, patches, device, profile, policy):
+        self.rt = None
         self.gm, self.reads, self.config, self.patches, self.policy = gm, reads, config, patches, policy
         self.device, self.profile = device, profile
         # Calibration recompiles after a timed call: keeps what compile_fx needs until then.
@@ -171,13 +189,23 @@ class _Compiled:
         self.calibration: dict | None = None
 
     def build(self, plan, prediction, costs, fake_mode) -> None:
+        config, reads, device = self.config, self.reads, self.device
+        self.plan, self.prediction, self.costs = plan, prediction, costs
+        if self.rt is not None:  # free the previous graph's arena and residents before allocating the next ones
+            self.rt.close()
+        self.compiled = self.rt = None
+        rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device, config.shared_arena)
+        try:
+            self._compile(rt, plan, prediction, costs, fake_mode)
+        except BaseException:
+            rt.close()
+            raise
+        shared.register(rt, config, reads, costs.peak_activation_bytes)
+
+    def _compile(self, rt, plan, prediction, costs, fake_mode) -> None:
         from torch._inductor.compile_fx import compile_fx
 
-        config, reads, device = self.config, self.reads, self.device
-        example_inputs = self.example_inputs
-        self.plan, self.prediction, self.costs = plan, prediction, costs
-        self.compiled = self.rt = None  # free the previous graph's arena before allocating the next one
-        rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device, config.shared_arena)
+        config, reads, example_inputs = self.config, self.reads, self.example_inputs
         layout = InputLayout.after(len(example_inputs), plan)
         names = [f"cf_slot_{j}" for j in range(len(rt.slots))] + [f"cf_host_{j}" for j in range(len(rt.hosts))] + \
             [f"cf_resident_{j}" for j in range(len(rt.residents))]
@@ -200,6 +228,21 @@ class _Compiled:
                  format_bytes(plan.total_resident_bytes), format_bytes(plan.streamed_bytes), prediction.profile,
                  prediction.step_ms, prediction.hidden, len(prediction.groups), format_bytes(prediction.peak_bytes),
                  f"; dump in {dump_dir}" if dump_dir else "")
+
+    def replan(self, args, run) -> None:
+        """Plan again within what the shared budget's other graphs leave now, and recompile (the call's inputs stand
+        in for the example inputs, as after calibration)."""
+        plan, prediction, _ = shared.plan_graph(self.reads, self.config, self.costs, self.profile, self.device,
+                                                free_bytes=_free_bytes(self.device, self.config),
+                                                collective_policy=self.policy, replanning=self.rt)
+        log.info("chunkflow: planning a graph again after its resident chunks were taken back: resident %s -> %s",
+                 format_bytes(self.plan.total_resident_bytes), format_bytes(plan.total_resident_bytes))
+        kept, self.example_inputs = self.example_inputs, list(args)
+        try:
+            self.build(plan, prediction, self.costs, None)
+        finally:
+            self.example_inputs = kept
+        self.publish(run)
 
     def publish(self, run) -> None:
         run.chunkflow_plan = self.plan  # type: ignore[attr-defined]
@@ -225,9 +268,9 @@ class _Compiled:
         costs, report = calibrated_costs(self.costs, self.plan, marks)
         if costs.collectives:  # every rank re-plans from rank 0's measurement, so plans stay identical
             costs, report = _from_rank0((costs, report))
-        plan, prediction = plan_with_model(self.reads, self.config, costs, self.profile,
-                                           free_bytes=_free_bytes(self.device) if self.config.memory_budget == "auto"
-                                           else None, collective_policy=self.policy)
+        plan, prediction, _ = shared.plan_graph(self.reads, self.config, costs, self.profile, self.device,
+                                                free_bytes=_free_bytes(self.device, self.config),
+                                                collective_policy=self.policy, replanning=self.rt)
         report.update(plan_changed=plan.fingerprint() != self.plan.fingerprint(),
                       predicted_before_ms=self.prediction.step_ms, predicted_after_ms=prediction.step_ms)
         self.calibration = report

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import weakref
 from typing import Any, Mapping
 
 #: Environment variable that turns on dumps for every compiled graph (same as ``options={"dump": DIR}``).
@@ -55,6 +56,45 @@ def format_bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
+class MemoryBudget:
+    """One device-memory budget for several compiled graphs or models on one device (``memory_budget=`` of each)::
+
+        budget = cfcompile.MemoryBudget("24GiB")
+        dit = torch.compile(transformer, backend="chunkflow", options={"memory_budget": budget})
+        enc = torch.compile(text_encoder, backend="chunkflow", options={"memory_budget": budget})
+
+    Counted as the device holds it: the resident chunks of every graph add up (each model's once), the streaming
+    arena is the largest graph's (one, shared), the activations the largest graph's (one runs at a time). Each new
+    graph is planned with what the others leave; if it does not fit even with nothing resident, it takes back the
+    resident chunks of the graphs called least recently, which are planned again (and recompiled) on their next
+    call within what is left. ``"auto"``: the free device memory when the first graph is planned, then fixed.
+    `usage()` reports what the budget's graphs hold."""
+
+    def __init__(self, size: int | str):
+        if isinstance(size, MemoryBudget):
+            raise ValueError("MemoryBudget: pass a size (bytes, '24GiB' or 'auto'), not another MemoryBudget; "
+                             "share one MemoryBudget object between the compiles instead")
+        self.bytes: int | None = None if size == "auto" else parse_bytes(size, key="MemoryBudget")
+        self.members: "weakref.WeakSet" = weakref.WeakSet()   # the graphs planned under it (`runtime.budget`)
+
+    def resolve(self, free_bytes: int | None) -> int:
+        """``"auto"``: the free device memory (fixed by `runtime.budget` once its first graph is built)."""
+        if free_bytes is None:
+            raise ValueError("MemoryBudget('auto') needs the free device memory, which is only known on a GPU; "
+                             "give it a number of bytes (e.g. MemoryBudget('24GiB')) instead")
+        return free_bytes
+
+    def usage(self) -> dict[str, int]:
+        """What its graphs hold as planned: ``resident_bytes`` (all add up), ``arena_bytes`` (the largest per
+        dtype), ``activation_bytes`` (the largest), ``peak_bytes`` (their sum) and ``graphs``."""
+        from .runtime.budget import usage
+
+        return usage(self)
+
+    def __repr__(self) -> str:
+        return "MemoryBudget('auto')" if self.bytes is None else f"MemoryBudget('{format_bytes(self.bytes)}')"
+
+
 # Inductor options the backend owns; a user patch of these would break the pass or be ignored.
 _RESERVED_INDUCTOR_KEYS = {"post_grad_custom_post_pass", "post_grad_custom_pre_pass"}
 _MODES = ("default", "max-autotune-no-cudagraphs")
@@ -82,10 +122,11 @@ class ChunkFlowConfig:
     is the cost model's choice (it spreads the streamed bytes over the step's compute). Default 0 without a
     ``memory_budget``; not allowed together with one."""
 
-    memory_budget: int | str | None = None
+    memory_budget: int | str | MemoryBudget | None = None
     """Device memory this graph may use at its peak (resident weights + arena + activations): bytes, a string like
     ``"12GiB"``, or ``"auto"`` (what is free on the device when the graph is compiled). The cost model picks chunk
-    size, resident chunks and issue points that minimise the predicted step time within it."""
+    size, resident chunks and issue points that minimise the predicted step time within it. A `MemoryBudget`
+    object instead is one budget for every graph (of any model) compiled with it."""
 
     prefetch_depth: int | str = "auto"
     """How many streamed blocks ahead a prefetch is issued: an int for all blocks (1 = double buffering, 0 = no
@@ -148,7 +189,10 @@ class ChunkFlowConfig:
                 raise ValueError(f"resident_fraction: expected a number in [0, 1], got {rf!r}")
             object.__setattr__(self, "resident_fraction", float(rf))
         mb = self.memory_budget
-        if mb is not None and mb != "auto":
+        if mb is not None and mb != "auto" and not isinstance(mb, MemoryBudget):
+            if not isinstance(mb, (int, float, str)) or isinstance(mb, bool):
+                raise ValueError(f"memory_budget: expected a number of bytes, a string like '12GiB', 'auto', or a "
+                                 f"cfcompile.MemoryBudget (one budget for several models), got {type(mb).__name__}")
             object.__setattr__(self, "memory_budget", parse_bytes(mb, key="memory_budget"))
         if rf is not None and mb is not None:
             raise ValueError("resident_fraction and memory_budget cannot be used together: with a memory_budget the "

@@ -6,7 +6,7 @@ import torch
 
 import cfcompile
 from cfcompile.backend import compiled_graphs
-from cfcompile.runtime.arena import ARENAS
+from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 
 
@@ -39,9 +39,11 @@ def test_growth_repoints_earlier_graphs_and_the_arena_is_freed_with_the_last_gra
     with torch.no_grad():
         ref_small, ref_wide = m(x[:, :4]), m(x)
     cfcompile.offload(m, "cpu")
-    # the first graph streams less (half resident), the second more: the arena has to grow
-    f1 = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "resident_fraction": 0.5})
-    f2 = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096})
+    # the second graph reads the first one's resident chunks (one copy per model), so it streams the same bytes, but
+    # three blocks ahead instead of one: the arena has to grow
+    f1 = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "resident_fraction": 0.5,
+                                                        "prefetch_depth": 1})
+    f2 = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "prefetch_depth": 3})
     with torch.no_grad():
         torch.testing.assert_close(f1(x[:, :4]), ref_small)
         g1 = compiled_graphs()[-1]
@@ -55,7 +57,7 @@ def test_growth_repoints_earlier_graphs_and_the_arena_is_freed_with_the_last_gra
     del f1, f2, g1, g2
     torch._dynamo.reset()
     gc.collect()
-    assert ARENAS.bytes() == 0
+    assert ARENAS.bytes() == 0 and RESIDENTS.bytes() == 0
 
 
 def test_private_arena_option():

@@ -10,10 +10,10 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from cfcompile import ChunkFlowConfig
+from cfcompile import ChunkFlowConfig, MemoryBudget
 from cfcompile.passes.plan import make_plan
 from cfcompile.passes.rewrite import ArenaLifetimeError, check_arena_lifetimes
-from cfcompile.passes.tune import BudgetError, plan_with_model
+from cfcompile.passes.tune import BUDGET_HEADROOM, BudgetError, DeviceState, plan_with_model
 
 from test_plan import blocks, live_overlaps
 from test_tune import PROFILE, SPAN, costs
@@ -158,6 +158,53 @@ def test_model_plan_under_a_budget_fits_it_or_names_the_minimum(sizes, chunk, bu
     assert plan.memory_budget == budget
 
 
+@FAST
+@given(sizes=st.lists(st.lists(st.integers(1, 2000).map(lambda n: 4 * n), min_size=1, max_size=4), min_size=1,
+                      max_size=5),
+       chunk=st.integers(4, 32).map(lambda k: 256 * k), held_share=st.lists(st.floats(0, 1), min_size=5, max_size=5),
+       budget=st.one_of(st.none(), st.integers(1_000, 200_000)), fraction=st.floats(0, 1),
+       others=st.tuples(st.integers(0, 20_000), st.integers(0, 20_000), st.integers(0, 20_000)),
+       block_us=st.lists(st.integers(0, 20), min_size=5, max_size=5))
+def test_plans_keep_held_chunks_and_count_what_is_on_the_device(sizes, chunk, held_share, budget, fraction, others,
+                                                                  block_us):
+    """Over chunks another graph of the same weights keeps resident (a prefix of each group) and what a shared
+    budget's other graphs hold: the plan is sound, reads every held weight from the device, and its prediction
+    (what the device holds while it runs) fits the budget, or the error names a minimum that fits."""
+    reads = blocks(sizes, span=SPAN)
+    held = {}
+    for b, block in enumerate(sizes):
+        rs = [r for r in reads if r.group.name == f"blocks.{b}"]
+        k = int(held_share[b] * len(rs))
+        if k:
+            held[rs[0].group.key] = (rs[0].offset, rs[k - 1].offset + rs[k - 1].nbytes)
+    other, arena, act = others
+    state = DeviceState(held, other, {"float32": arena}, act)
+    c = costs([u / 1000 for u in block_us[:len(sizes)]], activations=2000)
+    config = ChunkFlowConfig(chunk_size=chunk, memory_budget=budget) if budget else \
+        ChunkFlowConfig(chunk_size=chunk, resident_fraction=fraction)
+    try:
+        plan, pred = plan_with_model(reads, config, c, PROFILE, state=state)
+        event("fits")
+    except BudgetError as e:
+        event("budget too small")
+        assert e.minimum_bytes > budget and "raise the budget to at least" in str(e)
+        budget = e.minimum_bytes
+        plan, pred = plan_with_model(reads, dataclasses.replace(config, memory_budget=budget), c, PROFILE,
+                                     state=state)
+    check_plan(plan, reads)
+    where = {w.input_index: w.location for w in plan.weights}
+    for r in reads:
+        lo, hi = held.get(r.group.key, (0, 0))
+        if lo <= r.offset and r.offset + r.nbytes <= hi:
+            assert where[r.input_index] == "resident"
+    # held bytes are counted once, inside this graph's resident bytes; the rest of the state adds as it should
+    assert plan.total_resident_bytes >= sum((hi - lo + 255) // 256 * 256 for lo, hi in held.values())
+    assert pred.resident_bytes == plan.total_resident_bytes + other
+    assert pred.arena_bytes == max(plan.total_arena_bytes, arena)
+    if budget:
+        assert pred.peak_bytes + max(0, act - pred.activation_bytes) <= int(budget * (1 - BUDGET_HEADROOM))
+
+
 # --- the options dict ------------------------------------------------------------------------------------------
 
 bools = (st.booleans(), st.sampled_from([0, 1, "yes", None, 1.0]))
@@ -171,7 +218,8 @@ OPTIONS = {   # option: (valid values, invalid values)
                           st.one_of(st.floats(allow_nan=True).filter(lambda v: not 0 <= v <= 1),
                                     st.sampled_from(["half", True, [0.5], -1, 2]))),
     "memory_budget": (st.one_of(st.none(), st.just("auto"), st.integers(1, 2**50),
-                                st.sampled_from(["12GiB", "1.5 GiB", "512MB", "4096"])),
+                                st.sampled_from(["12GiB", "1.5 GiB", "512MB", "4096"]),
+                                st.builds(MemoryBudget, st.integers(1, 2**50))),
                       st.sampled_from([0, -1, "a lot", True, [], "12 GiBs", 1.5, {}])),
     "prefetch_depth": (st.one_of(st.just("auto"), st.integers(0, 8)), st.sampled_from([-1, 1.0, True, "deep", None])),
     "profile": (st.one_of(st.none(), st.sampled_from(["H100", "cpu", "/tmp/p.json"])),

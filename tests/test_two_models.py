@@ -1,13 +1,14 @@
 """Two offloaded models in one process (hardening): their graphs share the streaming arena of the device and dtype
-(sized for the larger, not the sum) and the copy stream; resident chunks are per graph and add up."""
+(sized for the larger, not the sum) and the copy stream; resident chunks are per model and add up across models."""
 
 import gc
 
+import pytest
 import torch
 
 import cfcompile
 from cfcompile.backend import compiled_graphs
-from cfcompile.runtime.arena import ARENAS
+from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 
 
@@ -34,10 +35,11 @@ def test_two_models_called_alternately_share_one_arena_and_match_eager():
         assert rt_small.arenas["float32"].data_ptr() == rt_big.arenas["float32"].data_ptr()
         assert rt_small.slots[0].data_ptr() != first_slot          # the small model's slots were re-pointed
         assert ARENAS.bytes() == max(p_small.total_arena_bytes, p_big.total_arena_bytes)
-        # resident weights are the graph's own: the big model's, none for the small one
+        # resident weights are per model (different bytes): the big model's, none for the small one
         assert p_small.total_resident_bytes == 0 and p_big.total_resident_bytes > 0
-        assert sum(b.numel() * b.element_size() for b in rt_big.resident_buffers.values()) == \
-            p_big.total_resident_bytes
+        assert RESIDENTS.bytes() == p_big.total_resident_bytes and not rt_small.residents
+        big_hosts = {g.host.data_ptr() for g in cfcompile.store_of(big).groups}
+        assert {RESIDENTS.entries[k].group.host.data_ptr() for k in rt_big.held["residents"]} <= big_hosts
         # alternate calls: each overwrites the other's wrap-around copies in the shared arena, which are redone
         for _ in range(3):
             torch.testing.assert_close(f_small(x), refs[0])
@@ -50,4 +52,14 @@ def test_two_models_called_alternately_share_one_arena_and_match_eager():
     del f_small, f_big, g_small, g_big, rt_small, rt_big
     torch._dynamo.reset()
     gc.collect()
-    assert ARENAS.bytes() == 0                       # freed with the last graph of either model
+    assert ARENAS.bytes() == 0 and RESIDENTS.bytes() == 0   # freed with the last graph of either model
+
+
+def test_one_graph_reading_two_models_with_the_same_group_names_is_refused():
+    a, x = toy(d=64, blocks=2)
+    b, _ = toy(d=64, blocks=2)
+    cfcompile.offload(a, "cpu")
+    cfcompile.offload(b, "cpu")
+    with pytest.raises(Exception, match=r"reads two offloaded models that both have a weight group 'embed:float32'"):
+        with torch.no_grad():
+            torch.compile(lambda t: b(a(t)), backend="chunkflow")(x)

@@ -9,7 +9,8 @@ a pure function of both, deterministic and JSON-serialisable, so every rank and 
     device                  resident buffer [w0 w1]   arena region [w2 w3 ...] at arena_offset
 
 Residency is chunk-granular: each group keeps a prefix of its chunks resident, the count spread over groups in
-proportion to their size (largest remainder). A weight that crosses the resident/streamed boundary is streamed whole
+proportion to their size (largest remainder). Bytes of a group already on the device for another graph of the same
+model (``held``) stay resident: the prefix is at least that long, and the group's device bytes are the hull of both. A weight that crosses the resident/streamed boundary is streamed whole
 (it must be contiguous), so the chunk it starts in is streamed too and counts as such (at most one per group).
 
 Issue points: with ``prefetch_depth = d`` the prefetch of the j-th streamed group is issued right before the wait
@@ -60,8 +61,9 @@ class GroupPlan:
     first_use: int
     last_use: int
     chunks: tuple[int, ...]
-    resident_range: tuple[int, int]     # bytes of the group kept on the device ([0, 0) if none)
-    resident_offset: int                # where they sit in the resident buffer
+    resident_range: tuple[int, int]     # bytes of the group read from the device ([0, 0) if none); the runtime
+    #                                     keeps one device copy per model and group, shared by its graphs
+    resident_offset: int                # where they would sit packed per dtype (dumps; not the runtime's layout)
     stream_range: tuple[int, int]       # bytes of the group copied every call ([0, 0) if none)
     arena_offset: int                   # where they land in the arena (-1 if nothing streams)
     copies: tuple[Copy, ...]
@@ -103,7 +105,8 @@ class Plan:
     chunks: tuple[Chunk, ...]
     weights: tuple[WeightPlan, ...]
     arena_bytes: tuple[tuple[str, int], ...]      # per dtype
-    resident_bytes: tuple[tuple[str, int], ...]   # per dtype
+    resident_bytes: tuple[tuple[str, int], ...]   # per dtype: device copies of this graph's groups (shared with the
+    #                                               model's other graphs; may hold more than this graph reads)
     host_bytes: int                     # bytes of the host groups this graph reads from
     memory_budget: int | None = None    # the budget the plan was tuned for, if any
     collective_policy: str = "overlap"  # "yield": no copy is issued inside a collective's window
@@ -175,9 +178,13 @@ def _first_fit(items: list[tuple[list[tuple[float, float]], int, str]]) -> tuple
 
 
 class _Spec:
-    """One group as the planner sees it: its reads, byte range and chunks; `split` is cached per resident count."""
+    """One group as the planner sees it: its reads, byte range and chunks; `split` is cached per resident count.
 
-    def __init__(self, key: str, reads: list[WeightRead], cs: int):
+    ``held``: bytes of the group already on the device (resident for another graph of the same model). When they
+    start at or before this graph's first read, the reads inside them are resident here too, at no new memory:
+    ``n_held`` chunks are the least this graph keeps resident."""
+
+    def __init__(self, key: str, reads: list[WeightRead], cs: int, held: tuple[int, int] | None = None):
         self.key, self.reads, self.cs = key, reads, cs
         self.dtype = str(reads[0].group.dtype).removeprefix("torch.")
         self.lo = min(r.offset for r in reads)
@@ -185,20 +192,34 @@ class _Spec:
         self.chunk_ids = list(range(self.lo // cs, (self.hi - 1) // cs + 1))
         self.first = min(r.first_use for r in reads)
         self.last = max(r.last_use for r in reads)
+        self.held = held if held and held[1] > held[0] else None
+        self.floor = self.held[1] if self.held and self.held[0] <= self.lo < self.held[1] else self.lo
+        # the fewest chunks whose boundary reaches the held bytes (as many as the graph that made them resident chose)
+        self.n_held = 0 if self.floor <= self.lo else \
+            next((n for n, c in enumerate(self.chunk_ids) if c * cs >= self.floor), len(self.chunk_ids))
         self._splits: dict[int, tuple] = {}
 
     def split(self, n_resident: int) -> tuple[list[WeightRead], list[WeightRead], tuple[int, int], tuple[int, int]]:
         """(resident reads, streamed reads, resident byte range, streamed byte range) with the first
-        ``n_resident`` chunks chosen; a weight crossing the boundary is streamed whole."""
+        ``n_resident`` chunks chosen (never fewer than the held bytes); a weight crossing the boundary is streamed
+        whole."""
         if n_resident not in self._splits:
             ids = self.chunk_ids
-            boundary = self.hi if n_resident >= len(ids) else max(ids[n_resident] * self.cs, self.lo)
+            boundary = self.hi if n_resident >= len(ids) else max(ids[n_resident] * self.cs, self.floor)
             resident = [r for r in self.reads if r.offset + r.nbytes <= boundary]
             streamed = [r for r in self.reads if r.offset + r.nbytes > boundary]
             rr = (min(r.offset for r in resident), max(r.offset + r.nbytes for r in resident)) if resident else (0, 0)
             sr = (min(r.offset for r in streamed), max(r.offset + r.nbytes for r in streamed)) if streamed else (0, 0)
             self._splits[n_resident] = (resident, streamed, rr, sr)
         return self._splits[n_resident]
+
+    def device_range(self, n_resident: int) -> tuple[int, int]:
+        """Bytes of the group on the device with ``n_resident`` chunks chosen: one copy per model and group, so the
+        held bytes and this graph's resident ones together (their hull)."""
+        _, _, (a, b), _ = self.split(n_resident)
+        if self.held is None:
+            return a, b
+        return (min(a, self.held[0]), max(b, self.held[1])) if b > a else self.held
 
     def copies(self, n_resident: int) -> int:
         """Number of chunk copies of the streamed part."""
@@ -238,9 +259,10 @@ def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], defau
     resident_sizes: dict[str, int] = {}
     streamed = []
     for i, (s, n) in enumerate(zip(specs, counts)):
-        _, st, rr, sr = s.split(n)
-        if rr[1] > rr[0]:
-            resident_sizes[s.dtype] = _align(resident_sizes.get(s.dtype, 0) + rr[1] - rr[0])
+        _, st, _, sr = s.split(n)
+        lo, hi = s.device_range(n)
+        if hi > lo:
+            resident_sizes[s.dtype] = _align(resident_sizes.get(s.dtype, 0) + hi - lo)
         if st:
             streamed.append(i)
     anchors, wraps, items = [], [], []
@@ -315,11 +337,20 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
                 weight_bytes=sum(g.weight_bytes for g in host_groups))
 
 
-def _specs(reads: Sequence[WeightRead], cs: int) -> list[_Spec]:
+def _specs(reads: Sequence[WeightRead], cs: int, held: dict[str, tuple[int, int]] | None = None) -> list[_Spec]:
     by_group: dict[str, list[WeightRead]] = {}
     for r in sorted(reads, key=lambda r: (r.first_use, r.input_index)):
         by_group.setdefault(r.group.key, []).append(r)
-    return [_Spec(k, rs, cs) for k, rs in by_group.items()]   # in order of first use
+    held = held or {}
+    return [_Spec(k, rs, cs, held.get(k)) for k, rs in by_group.items()]   # in order of first use
+
+
+def streaming_floor(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> dict[str, int]:
+    """Arena bytes per dtype of the leanest plan the graph can run with, nothing resident (prefetch depth 0, or the
+    fixed depth): what it needs to run again after its resident chunks are taken back (`runtime.budget`)."""
+    specs = _specs(reads, 2**50)   # nothing resident: the chunk size does not matter, one chunk per group is cheapest
+    depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 0
+    return _layout(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
 
 
 def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:

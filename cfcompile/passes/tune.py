@@ -5,6 +5,10 @@
                           resident + arena + activations <= B
     neither               nothing resident; issue points from the model
 
+What is already on the device comes in as a `DeviceState`: chunks another graph of the same model keeps resident
+are resident here too (at no new memory; the least this graph keeps), and under a shared `MemoryBudget` the other
+graphs' resident bytes, arena and activations count against the budget as well (`runtime.budget` builds it).
+
 The greedy step: simulate the call (`costmodel.model.simulate`), take the streamed group whose copy is most
 exposed (largest stall, then largest copy time minus the compute under it) and make one more of its chunks
 resident; with a budget, skip moves that would not fit. The streamed bytes end up spread over the step in
@@ -20,7 +24,7 @@ import logging
 import math
 from typing import Sequence
 
-from ..config import ALIGN, ChunkFlowConfig, format_bytes
+from ..config import ALIGN, ChunkFlowConfig, MemoryBudget, format_bytes
 from ..costmodel.graph_costs import GraphCosts
 from ..costmodel.model import Prediction, StreamedGroup, simulate
 from ..costmodel.profiles import DeviceProfile
@@ -39,6 +43,32 @@ CHUNK_CANDIDATES = (4 * 2**20, 8 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20)
 MAX_AUTO_DEPTH = 3
 
 
+@dataclasses.dataclass(frozen=True)
+class DeviceState:
+    """What a new graph's plan must count besides its own needs."""
+
+    held: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    """Group key -> bytes of that group already on the device (one copy per model and group, shared by its
+    graphs): reused, and counted in this graph's resident bytes."""
+    other_resident_bytes: int = 0
+    """Shared budget: resident (and private arena) bytes of the budget's other graphs, in groups this one does not
+    read; they add up."""
+    arena_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Shared budget: per dtype, the largest shared arena the other graphs need (one arena: max, not sum)."""
+    activation_bytes: int = 0
+    """Shared budget: the largest activation peak of the other graphs (one graph runs at a time: max)."""
+    holders: str = ""
+    """For errors: who holds what, in words."""
+
+    def arena_total(self, own: dict[str, int], shared: bool = True) -> int:
+        if not shared:  # a private arena adds to the shared one
+            return sum(self.arena_bytes.values()) + sum(own.values())
+        return sum(max(own.get(dt, 0), self.arena_bytes.get(dt, 0)) for dt in {*own, *self.arena_bytes})
+
+
+NO_STATE = DeviceState()
+
+
 class BudgetError(ValueError):
     """The memory budget is below what the graph needs with nothing resident; ``minimum_bytes`` is that need."""
 
@@ -51,12 +81,19 @@ class _Search:
     """State of the greedy search for one chunk size."""
 
     def __init__(self, specs: list[_Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
-                 fixed_depth: int | None, wrap: bool, collectives=(), policy: str = "overlap"):
+                 fixed_depth: int | None, wrap: bool, collectives=(), policy: str = "overlap",
+                 state: DeviceState = NO_STATE, shared_arena: bool = True):
         self.specs, self.cum, self.profile, self.activations = specs, cumulative, profile, activations
         self.wrap, self.collectives, self.policy = wrap, tuple(collectives), policy
         self.fixed_depth = fixed_depth
-        self.counts = [0] * len(specs)
+        self.state, self.shared_arena = state, shared_arena
+        self.counts = [s.n_held for s in specs]   # held chunks are resident already
         self.depths: dict[str, int] = {}
+
+    def need(self, p: Prediction) -> int:
+        """Device bytes at the peak of whichever graph of the budget peaks highest: this graph's prediction, with
+        the other graphs' activations where they are larger."""
+        return p.peak_bytes + max(0, self.state.activation_bytes - p.activation_bytes)
 
     def evaluate(self, counts=None, depths=None) -> tuple[Prediction, _Layout]:
         counts = self.counts if counts is None else counts
@@ -74,9 +111,12 @@ class _Search:
         windows = [(c.launch, c.wait + 1, c.ms) for c in self.collectives]
         sizes = [self.specs[i].copy_sizes(counts[i]) for i in layout.streamed]
 
+        resident = layout.resident_bytes + self.state.other_resident_bytes
+        arena = self.state.arena_total(layout.arena_sizes, self.shared_arena)
+
         def run(groups):
-            return simulate(groups, self.cum, self.profile, resident_bytes=layout.resident_bytes,
-                            arena_bytes=layout.arena_bytes, activation_bytes=self.activations, windows=windows)
+            return simulate(groups, self.cum, self.profile, resident_bytes=resident, arena_bytes=arena,
+                            activation_bytes=self.activations, windows=windows)
 
         if self.policy == "yield" and self.collectives:
             layout.segments, groups = _split_around_collectives(groups, sizes, self.cum, self.collectives,
@@ -127,7 +167,7 @@ class _Search:
                     trial = list(self.counts)
                     trial[i] += k
                     p, lay = self.evaluate(trial)
-                    if budget is not None and p.peak_bytes > budget:
+                    if budget is not None and self.need(p) > budget:
                         if k == 1:
                             blocked.add(i)
                         continue
@@ -155,7 +195,7 @@ class _Search:
                     continue
                 trial = {**self.depths, key: d + 1}
                 p, lay = self.evaluate(depths=trial)
-                if p.step_ms < pred.step_ms * (1 - 1e-3) and (budget is None or p.peak_bytes <= budget):
+                if p.step_ms < pred.step_ms * (1 - 1e-3) and (budget is None or self.need(p) <= budget):
                     self.depths, pred, layout, improved = trial, p, lay, True
                     break
 
@@ -241,14 +281,17 @@ def _move_chunks_out_of_windows(pred: Prediction, groups, sizes, collectives, se
 
 def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs: GraphCosts,
                     profile: DeviceProfile, *, free_bytes: int | None = None,
-                    collective_policy: str = "overlap") -> tuple[Plan, Prediction]:
+                    collective_policy: str = "overlap", state: DeviceState = NO_STATE) -> tuple[Plan, Prediction]:
     """The plan the cost model prefers under ``config`` (see the module docstring) and its prediction.
 
     ``free_bytes`` resolves ``memory_budget="auto"``; ``collective_policy`` is the resolved policy (yield or
-    overlap) for copies around the graph's collectives."""
+    overlap) for copies around the graph's collectives; ``state`` is what is on the device already (the
+    prediction's resident / arena bytes include it)."""
     if config.schedule == "layerwise":
         return _layerwise(reads, config, costs, profile)
     budget = config.memory_budget
+    if isinstance(budget, MemoryBudget):
+        budget = budget.bytes if budget.bytes is not None else budget.resolve(free_bytes)
     if budget == "auto":
         if free_bytes is None:
             raise ValueError("memory_budget='auto' needs the free device memory, which is only known on a GPU; "
@@ -268,17 +311,18 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
     best = None
     minimum = None
     for cs in sizes:
-        specs = _specs(reads, cs)
+        specs = _specs(reads, cs, state.held)
         search = _Search(specs, cumulative, profile, activations, fixed_depth, config.wrap_around,
-                         costs.collectives, collective_policy)
+                         costs.collectives, collective_policy, state, config.shared_arena)
         base, _ = search.evaluate()
-        if budget is not None and base.peak_bytes > budget and fixed_depth is None:
+        if budget is not None and search.need(base) > budget and fixed_depth is None:
             # Double buffering does not fit: one block at a time (copies no longer overlap compute) may.
             search = _Search(specs, cumulative, profile, activations, 0, config.wrap_around, costs.collectives,
-                             collective_policy)
+                             collective_policy, state, config.shared_arena)
             base, _ = search.evaluate()
-        if budget is not None and base.peak_bytes > budget:
-            minimum = base if minimum is None or base.peak_bytes < minimum.peak_bytes else minimum
+        if budget is not None and search.need(base) > budget:
+            if minimum is None or search.need(base) < minimum[0]:
+                minimum = (search.need(base), base)
             continue
         n_chunks = sum(len(s.chunk_ids) for s in specs)
         if budget is None:
@@ -287,7 +331,8 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             # The same counts as without a model, placed by the model: how many per group it decides.
             search.add_residency(target, None)
             if sum(search.counts) < target:  # everything streamed is resident already
-                search.counts = _resident_counts([len(s.chunk_ids) for s in specs], rf)
+                search.counts = [max(a, s.n_held) for a, s in
+                                 zip(_resident_counts([len(s.chunk_ids) for s in specs], rf), specs)]
         else:
             search.add_residency(None, budget)
         search.deepen(budget)
@@ -295,19 +340,22 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
         key = (round(pred.step_ms, 3), pred.peak_bytes)
         if best is None or key < best[0]:
             chosen = sum(search.counts)
-            rf_used = chosen / n_chunks if budget is not None else config.effective_resident_fraction
+            rf_used = chosen / n_chunks if budget is not None or state.held else config.effective_resident_fraction
             depth = max([1 if search.fixed_depth is None else search.fixed_depth, *search.depths.values()])
             best = (key, _build(specs, search.counts, layout, config, cs, rf_used, depth,
                                 user_budget if config.memory_budget is not None else None, layout.segments,
                                 collective_policy), pred)
     if best is None:
         assert minimum is not None
-        needed = math.ceil(minimum.peak_bytes / (1 - BUDGET_HEADROOM))
+        need, base = minimum
+        needed = math.ceil(need / (1 - BUDGET_HEADROOM))
+        held = f" + resident {format_bytes(base.resident_bytes)} already on the device" if base.resident_bytes else ""
         raise BudgetError(
-            f"memory_budget {format_bytes(user_budget)} is below what this graph needs with nothing resident: "
-            f"{format_bytes(minimum.peak_bytes)} (arena {format_bytes(minimum.arena_bytes)} for the largest blocks "
-            f"+ activations {format_bytes(minimum.activation_bytes)}, estimated) plus {BUDGET_HEADROOM:.0%} "
-            f"headroom; raise the budget to at least {format_bytes(needed)}, or shorten the sequence", needed)
+            f"memory_budget {format_bytes(user_budget)} is below what this graph needs with nothing "
+            f"{'more ' if held else ''}resident: {format_bytes(need)} (arena {format_bytes(base.arena_bytes)} for the "
+            f"largest blocks + activations {format_bytes(need - base.arena_bytes - base.resident_bytes)}{held}, "
+            f"estimated) plus {BUDGET_HEADROOM:.0%} headroom; raise the budget to at least {format_bytes(needed)}, or "
+            f"shorten the sequence{'. ' + state.holders if state.holders else ''}", needed)
     _, plan, pred = best
     log.info("chunkflow: cost model (%s) chose chunk %s, %d of %d chunks resident, prefetch depth <= %d: predicted "
              "%.2f ms per call (compute %.2f ms, stalls %.2f ms), peak %s", profile.name,

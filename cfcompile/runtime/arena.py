@@ -1,4 +1,6 @@
-"""Device memory of one compiled graph: arenas, their per-group slots, and resident weights."""
+"""Device memory of compiled graphs: the streaming arenas (`ARENAS`, one per device and dtype), the resident copies
+of the weights (`RESIDENTS`, one per device and host group, i.e. per model), and each graph's slots into them
+(`GraphRuntime`)."""
 
 from __future__ import annotations
 
@@ -7,16 +9,21 @@ import weakref
 
 import torch
 
-from ..config import format_bytes
+from ..config import ALIGN, format_bytes
 from ..offload import _CudaArrayInterface
 from ..passes.plan import Plan
 from .ops import forget_slots
 
 
-def _retire(pointers: list[int], keys: set) -> None:
-    forget_slots(pointers)
-    for key in keys:
+def _retire(held: dict) -> None:
+    """Give back what a graph holds (at GC, or `GraphRuntime.close`): slots' wrap-around state, arenas, residents."""
+    slots, arenas, residents = held["slots"], held["arenas"], held["residents"]
+    held.update(slots=[], arenas=[], residents=[])
+    forget_slots(slots)
+    for key in arenas:
         ARENAS.release(key)
+    for key in residents:
+        RESIDENTS.release(key)
 
 
 def alias(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
@@ -48,15 +55,15 @@ class _ArenaPool:
 
     def get(self, device: torch.device, dtype: str, nbytes: int, alloc) -> torch.Tensor:
         key = (str(device), dtype)
-        self.refs[key] = self.refs.get(key, 0) + 1
         buf = self.buffers.get(key)
         if buf is None or buf.numel() * buf.element_size() < nbytes:
             old = buf
-            self.buffers[key] = alloc(nbytes, dtype)
+            self.buffers[key] = alloc(nbytes, dtype)  # may raise: nothing changed yet
             if old is not None:
                 for rt in list(self.users):
                     if key in rt.arena_keys:
                         rt.rebind(key, self.buffers[key])
+        self.refs[key] = self.refs.get(key, 0) + 1
         return self.buffers[key]
 
     def release(self, key: tuple[str, str]) -> None:
@@ -73,16 +80,88 @@ class _ArenaPool:
 ARENAS = _ArenaPool()
 
 
+class _Resident:
+    """The device copy of bytes [lo, hi) of one host group."""
+
+    def __init__(self, group, lo: int, hi: int, buffer: torch.Tensor, refs: int):
+        self.group, self.lo, self.hi, self.buffer, self.refs = group, lo, hi, buffer, refs
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffer.numel() * self.buffer.element_size()
+
+
+class _ResidentPool:
+    """Resident weights: one device copy per (device, host group), shared by every graph that reads the group.
+    Residency belongs to the model on a device, not to a graph: a graph of another resolution, batch size or after
+    a graph break reads the chunks resident for an earlier one (its planner counts them, `DeviceState.held`) instead
+    of copying them again. An entry holds one contiguous byte range of its group; a graph that keeps more grows it
+    to the hull of both (graphs reading the old copy are re-pointed, like the arena), so no byte is on the device
+    twice. Freed with the last graph using it. Keyed by the host buffer's address, not `Group.key`: two models
+    have groups of the same name."""
+
+    def __init__(self):
+        self.entries: dict[tuple[str, int], _Resident] = {}
+        self.users: "weakref.WeakSet[GraphRuntime]" = weakref.WeakSet()   # every live graph (the registry)
+
+    @staticmethod
+    def key(device: torch.device, group) -> tuple[str, int]:
+        return str(device), group.host.data_ptr()
+
+    def acquire(self, device: torch.device, group, rng: tuple[int, int], alloc) -> tuple[str, int]:
+        key = self.key(device, group)
+        e = self.entries.get(key)
+        if e is not None and e.lo <= rng[0] and rng[1] <= e.hi:
+            e.refs += 1
+            return key
+        lo, hi = (min(rng[0], e.lo), max(rng[1], e.hi)) if e is not None else rng
+        dt = str(group.dtype).removeprefix("torch.")
+        # rounded up to ALIGN bytes, as the plan counts it (the CUDA allocator rounds up further on its own)
+        buf = alloc((hi - lo + ALIGN - 1) // ALIGN * ALIGN, dt)   # may raise: nothing changed yet
+        src, item = group.device_view, group.device_view.element_size()
+        buf[:(hi - lo) // item].copy_(src[lo // item:hi // item])
+        self.entries[key] = _Resident(group, lo, hi, buf, (e.refs if e is not None else 0) + 1)
+        if e is not None:   # grown: graphs reading the old copy move to the new one, the old one is freed
+            for rt in list(self.users):
+                if key in rt.held["residents"]:
+                    rt.rebind_residents()
+        return key
+
+    def release(self, key: tuple[str, int]) -> None:
+        e = self.entries.get(key)
+        if e is not None:
+            e.refs -= 1
+            if e.refs <= 0:
+                del self.entries[key]
+
+    def bytes(self, device: torch.device | str | None = None) -> int:
+        return sum(e.nbytes for k, e in self.entries.items() if device is None or k[0] == str(device))
+
+    def live(self) -> list["GraphRuntime"]:
+        return [rt for rt in list(self.users) if not rt.closed]
+
+
+RESIDENTS = _ResidentPool()
+
+
 class GraphRuntime:
     """The device memory of one compiled graph: an arena per dtype and the resident weights, allocated once.
 
     ``inputs`` are what the compiled code gets after the Dynamo inputs, in `InputLayout` order: one arena slot per
     streamed group (views into the arena; groups that are never live together share bytes), each streamed group's
-    host buffer, and one resident slot per group with resident weights.
+    host buffer, and one resident slot per group with resident weights (a view of the group's device copy in
+    `RESIDENTS`, which other graphs of the model may read too).
+
+    `runtime.budget` sets ``budget``, ``activation_bytes``, ``floor_arena`` and ``last_call`` for graphs under a
+    shared `MemoryBudget`; ``stale`` means its resident chunks were taken back and it must be planned again.
     """
 
     def __init__(self, plan: Plan, groups: dict, device: torch.device, shared_arena: bool = True):
-        self.plan, self.device = plan, device
+        self.plan, self.device, self.shared_arena = plan, device, shared_arena
+        self.groups = groups
+        self.group_keys = {RESIDENTS.key(device, g) for g in groups.values()}
+        self.budget, self.activation_bytes, self.floor_arena, self.last_call = None, 0, {}, 0
+        self.stale = self.closed = False
 
         def alloc(nbytes: int, dt: str) -> torch.Tensor:
             try:
@@ -94,28 +173,35 @@ class GraphRuntime:
                     f"{format_bytes(plan.total_resident_bytes)}). Lower resident_fraction, prefetch_depth or "
                     f"chunk_size. ({e})") from None
 
+        # What the finalizer gives back; filled as it is taken, so a failure half way gives back exactly that.
+        self.held: dict = {"arenas": [], "residents": [], "slots": []}
         self.arena_keys: set[tuple[str, str]] = set()
-        if shared_arena:
-            self.arena_keys = {(str(device), dt) for dt, _ in plan.arena_bytes}
-            self.arenas = {dt: ARENAS.get(device, dt, n, alloc) for dt, n in plan.arena_bytes}
-        else:
-            self.arenas = {dt: alloc(n, dt) for dt, n in plan.arena_bytes}
-        self.resident_buffers = {dt: alloc(n, dt) for dt, n in plan.resident_bytes}
+        try:
+            self.arenas = {}
+            for dt, n in plan.arena_bytes:
+                if shared_arena:
+                    self.arenas[dt] = ARENAS.get(device, dt, n, alloc)
+                    self.held["arenas"].append((str(device), dt))
+                else:
+                    self.arenas[dt] = alloc(n, dt)
+            for g in plan.groups:
+                if g.resident_bytes:
+                    self.held["residents"].append(RESIDENTS.acquire(device, groups[g.key], g.resident_range, alloc))
+        except BaseException:
+            _retire(self.held)
+            raise
+        self.arena_keys = set(self.held["arenas"])
         self.slots = self._slots()
+        self.held["slots"] = [t.data_ptr() for t in self.slots]
         if shared_arena:
             ARENAS.users.add(self)  # after its slots exist: a later graph growing the arena re-points them
+        RESIDENTS.users.add(self)
         self.hosts = [groups[g.key].device_view for g in plan.streamed]
-        self.residents = []
-        for g in plan.groups:
-            if g.resident_bytes:
-                dst = alias(self.resident_buffers[g.dtype], g.resident_offset, g.resident_bytes)
-                src = groups[g.key].device_view
-                dst.copy_(src[g.resident_range[0] // src.element_size():g.resident_range[1] // src.element_size()])
-                self.residents.append(dst)
+        self.rebind_residents()
         if device.type == "cuda":
             torch.cuda.current_stream(device).synchronize()
         # Wrap-around state is keyed by slot address: forget it when this arena goes, before the address is reused.
-        weakref.finalize(self, _retire, [t.data_ptr() for t in self.slots], set(self.arena_keys))
+        self._finalizer = weakref.finalize(self, _retire, self.held)
 
     def _slots(self) -> list[torch.Tensor]:
         return [alias(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in self.plan.streamed]
@@ -125,6 +211,34 @@ class GraphRuntime:
         forget_slots([t.data_ptr() for t in self.slots])
         self.arenas[key[1]] = buffer
         self.slots = self._slots()
+        self.held["slots"] = [t.data_ptr() for t in self.slots]
+
+    def rebind_residents(self) -> None:
+        """(Re)point the resident slots at the groups' device copies (after one grew)."""
+        self.residents = []
+        for g in self.plan.groups:
+            if g.resident_bytes:
+                e = RESIDENTS.entries[RESIDENTS.key(self.device, self.groups[g.key])]
+                self.residents.append(alias(e.buffer, g.resident_range[0] - e.lo, g.resident_bytes))
+
+    def evict(self) -> None:
+        """Give the resident chunks back (a shared budget needs the room): the graph must be planned again before
+        it runs (``stale``)."""
+        self.stale = True
+        self.residents = []
+        for key in self.held["residents"]:
+            RESIDENTS.release(key)
+        self.held["residents"] = []
+
+    def close(self) -> None:
+        """Give everything back now (the graph is being replaced), not when it is collected."""
+        self.closed = self.stale = True
+        self.slots, self.residents, self.hosts = [], [], []
+        ARENAS.users.discard(self)
+        RESIDENTS.users.discard(self)
+        if self.budget is not None:
+            self.budget.members.discard(self)
+        self._finalizer()
 
     @property
     def inputs(self) -> list[torch.Tensor]:
