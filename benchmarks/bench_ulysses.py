@@ -65,6 +65,7 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--tiny", action="store_true")
+    p.add_argument("--heads", type=int, help="override num_attention_heads (a tiny model at Ulysses degree > 2)")
     args = p.parse_args()
 
     cuda = args.device == "cuda"
@@ -81,7 +82,7 @@ def main() -> int:
     preset = get_preset(args.model)
     workload = Workload(height=args.height, width=args.width, frames=args.frames, text_tokens=args.text_tokens,
                         sp_degree=world)
-    model = preset.build(device, dtype, tiny=args.tiny)
+    model = preset.build(device, dtype, tiny=args.tiny, **({"num_attention_heads": args.heads} if args.heads else {}))
     inputs = preset.inputs(model.config, workload, device, dtype)
     model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
     tokens = preset.tokens(workload)

@@ -215,9 +215,11 @@ class Preset:
             raise ImportError(f"preset {self.name!r} needs diffusers: pip install 'cfcompile[diffusers]'") from e
         return getattr(diffusers, self.cls_name)
 
-    def build(self, device="meta", dtype: torch.dtype = torch.bfloat16, tiny: bool = False) -> nn.Module:
+    def build(self, device="meta", dtype: torch.dtype = torch.bfloat16, tiny: bool = False,
+              **overrides: Any) -> nn.Module:
         """The model in eval mode without gradients, random weights (seed 0), constructed directly on ``device``:
-        on ``"meta"`` nothing is allocated, on ``"cuda"`` the weights never pass through host memory."""
+        on ``"meta"`` nothing is allocated, on ``"cuda"`` the weights never pass through host memory.
+        ``overrides``: config entries to change (e.g. ``num_attention_heads=4`` for a tiny model at Ulysses 4)."""
         device = torch.device(device)
         if device.type != "meta":
             torch.manual_seed(0)
@@ -225,7 +227,7 @@ class Preset:
         torch.set_default_dtype(dtype)  # parameters are created in dtype (no fp32 copy on the way)
         try:
             with device:
-                model = self.model_cls()(**(self.tiny_config if tiny else self.config))
+                model = self.model_cls()(**{**(self.tiny_config if tiny else self.config), **overrides})
         finally:
             torch.set_default_dtype(old)
         return model.eval().requires_grad_(False)
@@ -250,6 +252,12 @@ class Preset:
             if layout.sp_splits_text is None:
                 raise ValueError(f"{self.name}: sp_degree={sp}, but diffusers' {self.cls_name} has no context-"
                                  f"parallel plan; use sp_degree=1")
+            # Ulysses trades the sequence split for a head split in attention: the degree must divide the heads
+            # (diffusers would fail deep in a reshape)
+            heads = cfg.get("num_attention_heads")
+            if isinstance(heads, int) and heads % sp:
+                raise ValueError(f"{self.name}: Ulysses at sp_degree={sp} splits the {heads} attention heads over the "
+                                 f"ranks; pick a degree that divides {heads}")
             # diffusers' context parallelism shards each split sequence evenly (it asserts divisibility).
             if grid.tokens % sp:
                 raise ValueError(f"{self.name}: {grid.tokens} image tokens do not split evenly over "

@@ -113,6 +113,7 @@ def test_bad_workload_fields(kwargs, match):
     ("flux", Workload(frames=5), "flux is an image model: frames must be 1"),
     ("flux", Workload(height=1040, width=1040, sp_degree=2), "4225 image tokens do not split evenly over sp_degree=2"),
     ("flux", Workload(text_tokens=100, sp_degree=8), "100 text tokens do not split evenly"),
+    ("flux", Workload(sp_degree=16), "splits the 24 attention heads over the ranks; pick a degree that divides 24"),
 ])
 def test_bad_workloads_name_the_problem(name, workload, match):
     p = get_preset(name)
@@ -120,6 +121,16 @@ def test_bad_workloads_name_the_problem(name, workload, match):
         p.tokens(workload)
     with pytest.raises(ValueError, match=match):
         p.inputs(None, workload, "meta")
+
+
+def test_ulysses_degree_must_divide_the_heads_of_the_config_used():
+    p = get_preset("flux")
+    w = Workload(height=64, width=64, text_tokens=8, sp_degree=4)
+    with pytest.raises(ValueError, match="splits the 2 attention heads"):
+        p.inputs(p.tiny_config, w, "meta")
+    model = p.build("meta", tiny=True, num_attention_heads=4)   # a tiny model that Ulysses 4 can split
+    assert model.config.num_attention_heads == 4
+    assert p.inputs(model.config, w, "meta")["hidden_states"].shape[1] == 16   # 64 px: 4 x 4 packed tokens
 
 
 def test_sequence_parallel_splits():
