@@ -178,3 +178,22 @@ def profile_kernels(fn, steps: int = 3) -> list[tuple[str, float, float]]:
         torch.cuda.synchronize()
     return [(e.name, e.time_range.start, e.time_range.end) for e in prof.events()
             if e.device_type == DeviceType.CUDA]
+
+
+def workload_parser(doc: str, model: str = "flux"):
+    """An argument parser with ``--model --height --width --frames`` (a preset and one workload) and a
+    ``workload_of(args)`` helper turning them into a `cfcompile.presets.Workload`."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--model", default=model, help="preset: flux, qwen-image, wan, sd3")
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--frames", type=int, default=1)
+    return p
+
+
+def workload_of(args):
+    from cfcompile.presets import Workload
+
+    return Workload(height=args.height, width=args.width, frames=args.frames)

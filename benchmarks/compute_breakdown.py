@@ -11,7 +11,6 @@ the meta device with the device's profile (probed on the GPU, or ``--profile``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
@@ -25,6 +24,7 @@ from cfcompile.costmodel import estimate_costs  # noqa: E402
 from cfcompile.costmodel.profiles import resolve_profile  # noqa: E402
 from cfcompile.planning import capture_graphs  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
+from common import workload_of, workload_parser  # noqa: E402
 
 _ATTENTION = re.compile(r"flash|fmha|attention|cudnn|sdpa", re.I)
 _MATMUL = re.compile(r"gemm|cutlass|nvjet|xmma|cublas|sm\d+_|conv|implicit", re.I)
@@ -89,24 +89,20 @@ def measured(model_name: str, workload: Workload, steps: int = 3) -> tuple[dict,
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="flux")
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--frames", type=int, default=1)
+    p = workload_parser(__doc__, "flux")
     p.add_argument("--profile", help="profile for the prediction (default: the device's, probed)")
     p.add_argument("--predict-only", action="store_true", help="the model's side only (no GPU needed)")
     p.add_argument("--out", default=".")
     args = p.parse_args()
-    workload = Workload(height=args.height, width=args.width, frames=args.frames)
+    wl = workload_of(args)
     profile = resolve_profile(args.profile, "cpu" if args.predict_only else "cuda")
-    pred = predicted(args.model, workload, profile)
-    row = dict(model=args.model, workload=str(workload), profile=profile.to_json(), predicted_ms=pred)
+    pred = predicted(args.model, wl, profile)
+    row = dict(model=args.model, workload=str(wl), profile=profile.to_json(), predicted_ms=pred)
     if not args.predict_only:
-        meas, step_ms, top = measured(args.model, workload)
+        meas, step_ms, top = measured(args.model, wl)
         row.update(measured_ms=meas, step_ms=step_ms, top_kernels=top, device=torch.cuda.get_device_name(),
                    torch=torch.__version__)
-    print(f"{args.model} {workload}, profile {profile.name} ({profile.source})")
+    print(f"{args.model} {wl}, profile {profile.name} ({profile.source})")
     print(f"{'class':14s} {'predicted ms':>13s} {'measured ms':>12s}")
     for k in sorted(set(pred) | set(row.get("measured_ms", {}))):
         m = row.get("measured_ms", {}).get(k)

@@ -10,7 +10,6 @@ peak with the Dynamo nodes around it. Used to find what the activation estimate 
 
 from __future__ import annotations
 
-import argparse
 import json
 import linecache
 import os
@@ -23,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent.parent))
 import cfcompile  # noqa: E402
 from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
-from cfcompile.presets import Workload, get_preset  # noqa: E402
+from cfcompile.presets import get_preset  # noqa: E402
+from common import workload_of, workload_parser  # noqa: E402
 
 
 def _frame(f) -> str:
@@ -48,11 +48,7 @@ def peak_allocations(trace: list[dict], baseline: int):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="wan")
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--frames", type=int, default=1)
+    p = workload_parser(__doc__, "wan")
     p.add_argument("--rf", type=float, default=0.0)
     p.add_argument("--chunk-size", default="16MiB")
     p.add_argument("--out", default=".")
@@ -62,7 +58,7 @@ def main() -> None:
     preset = get_preset(args.model)
     dev = torch.device("cuda")
     model = preset.build(dev, torch.bfloat16)
-    inputs = preset.inputs(model.config, Workload(height=args.height, width=args.width, frames=args.frames), dev,
+    inputs = preset.inputs(model.config, workload_of(args), dev,
                            torch.bfloat16)
     cfcompile.offload(model, device=dev)
     fn = torch.compile(model, backend=chunkflow_backend,

@@ -12,7 +12,6 @@ measuring the whole grid. Rows whose measured peak exceeds the budget are left o
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,17 +25,14 @@ from cfcompile.offload import planned_layout  # noqa: E402
 from cfcompile.passes.analysis import find_weight_reads  # noqa: E402
 from cfcompile.passes.tune import plan_with_model  # noqa: E402
 from cfcompile.planning import capture_graphs  # noqa: E402
-from cfcompile.presets import Workload, get_preset  # noqa: E402
+from cfcompile.presets import get_preset  # noqa: E402
+from common import workload_of, workload_parser  # noqa: E402
 
 CHUNKS = ("4MiB", "16MiB", "64MiB")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="flux")
-    p.add_argument("--height", type=int, default=1024)
-    p.add_argument("--width", type=int, default=1024)
-    p.add_argument("--frames", type=int, default=1)
+    p = workload_parser(__doc__, "flux")
     p.add_argument("--budget", required=True, action="append", help="e.g. 8GiB (repeatable)")
     p.add_argument("--profile", default="H200")
     p.add_argument("--step", type=float, default=0.02, help="resident-fraction step above the boundary")
@@ -44,7 +40,7 @@ def main() -> int:
     args = p.parse_args()
     preset = get_preset(args.model)
     model = preset.build("meta")
-    inputs = preset.inputs(model.config, Workload(height=args.height, width=args.width, frames=args.frames), "meta",
+    inputs = preset.inputs(model.config, workload_of(args), "meta",
                            torch.bfloat16)
     prof = resolve_profile(args.profile, "cpu")
     gm, ex = max(capture_graphs(model, inputs), key=lambda g: len(list(g[0].graph.nodes)))
