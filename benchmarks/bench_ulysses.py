@@ -12,7 +12,8 @@ timed calls after warm-up (all ranks step together; rank 0's numbers are reporte
 Collectives: NCCL kernel time per step from torch.profiler over 3 more steps, and the part of it that runs while a
 copy is in flight (``collective_ms``, ``collective_under_copy_ms``; rank 0). The
 predicted step time and peak come from the backend's cost model. Options per config: `chunkflow:<rf>[:<policy>]`
-(policy yield / overlap / auto), `budget:<bytes>[:<policy>]`, `layerwise`, `inductor`.
+(policy yield / overlap / auto), `budget:<bytes>[:<policy>]`, `layerwise`, `inductor`; `budget:layerwise` is the
+measured peak of the `layerwise` row before it (chunkflow at equal device memory).
 """
 
 from __future__ import annotations
@@ -145,11 +146,19 @@ def main() -> int:
                 gc.collect()
                 if cuda:
                     torch.cuda.empty_cache()
+                if options.get("memory_budget") == "layerwise":
+                    # equal device memory: the measured peak of the layerwise row (the paper's comparison)
+                    lw = [x for x in results if x.get("schedule") == "layerwise" and "peak_alloc_gib" in x]
+                    if not lw:
+                        raise SystemExit("budget:layerwise needs a layerwise config before it, on a GPU")
+                    options = {**options, "memory_budget": int(lw[-1]["peak_alloc_gib"] * 2**30)}
                 fn = torch.compile(model, backend=chunkflow_backend, options=options)
                 r = timed(lambda: fn(**inputs))
                 g = compiled_graphs()[-1]
                 out = out_of(fn(**inputs)).float()
                 pred = g.chunkflow_prediction
+                budget = options.get("memory_budget")
+                r.update(budget_gib=budget / 2**30 if isinstance(budget, int) else budget)
                 r.update(config=label, predicted_step_ms=pred.step_ms, predicted_peak_gib=pred.peak_bytes / 2**30,
                          resident_gib=g.chunkflow_plan.total_resident_bytes / 2**30,
                          arena_gib=g.chunkflow_plan.total_arena_bytes / 2**30,
