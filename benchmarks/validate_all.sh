@@ -8,7 +8,7 @@
 #   bash benchmarks/validate_all.sh flux      # Flux 1024x1024 (4096 image tokens), incl. budgets after the headroom
 #   bash benchmarks/validate_all.sh qwen      # Qwen-Image 1024x1024
 #   bash benchmarks/validate_all.sh sweep-flux8   # memory_budget against the swept chunk-size x residency boundary
-#   (sweep-flux8 / sweep-flux16 / sweep-wan8 / sweep-wan12; configs from benchmarks/sweep_configs.py, H200 profile)
+#   (sweep-flux8 / sweep-flux16 / sweep-wan8 / sweep-wan12 / sweep-qwen16; configs from benchmarks/sweep_configs.py, H200 profile)
 # DEADLINE (seconds, default 480) bounds the run; rows finished by then are kept.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,9 @@ case "${1:-}" in
            CONFIGS="budget:8GiB,chunkflow:0.223:16MiB,chunkflow:0.231:64MiB;chunkflow:0.188:4MiB,chunkflow:0.211:64MiB;chunkflow:0.208:4MiB,chunkflow:0.203:16MiB" ;;
   sweep-wan12)  MODEL=wan RES=(--height 480 --width 832 --frames 17)
            CONFIGS="budget:12GiB,chunkflow:0.375:16MiB,chunkflow:0.352:64MiB;chunkflow:0.348:4MiB,chunkflow:0.332:64MiB;chunkflow:0.368:4MiB,chunkflow:0.355:16MiB" ;;
-  *) echo "usage: $0 flux512|flux|wan|qwen|sweep-flux8|sweep-flux16|sweep-wan8|sweep-wan12" >&2; exit 2 ;;
+  sweep-qwen16) MODEL=qwen-image  # 2 processes (41 GB pinned each); DEADLINE=540
+           CONFIGS="budget:16GiB,chunkflow:0.391:4MiB,chunkflow:0.395:16MiB,chunkflow:0.364:64MiB;chunkflow:0.371:4MiB,chunkflow:0.375:16MiB,chunkflow:0.344:64MiB" ;;
+  *) echo "usage: $0 flux512|flux|wan|qwen|sweep-flux8|sweep-flux16|sweep-wan8|sweep-wan12|sweep-qwen16" >&2; exit 2 ;;
 esac
 export CFCOMPILE_BENCH_LOCK=${CFCOMPILE_BENCH_LOCK:-/tmp/cfcompile-gpu.lock}
 touch "$CFCOMPILE_BENCH_LOCK"
