@@ -77,6 +77,24 @@ def test_activation_liveness():
     assert weightless.peak_activation_bytes == 2 * 256 * 256 * 4
 
 
+def test_chains_break_where_inductor_writes_memory():
+    """A norm's output read through another layout (rotary's pairs) and a tensor read on both sides of a matmul
+    (the residual stream) are written and read back; a plain pointwise chain is not."""
+    from cfcompile.costmodel.graph_costs import _materialized, _Op
+
+    def op(i, ins, outs, eff="", reduction=False, in_lay=None, out_lay=None):
+        return _Op(i, 1.0 if eff else 0.0, eff, [(k, 8) for k in ins], [(k, 8) for k in outs],
+                   in_lay or [("a",)] * len(ins), out_lay or [("a",)] * len(outs), reduction)
+
+    norm = [op(0, ["x"], ["var"], reduction=True), op(0, ["x", "var"], ["y"])]
+    assert _materialized(norm + [op(1, ["y"], ["r"], in_lay=[("pairs",)])], {"r"}) == {"r", "y"}
+    assert _materialized(norm + [op(1, ["y"], ["r"])], {"r"}) == {"r"}          # same layout: fused
+    assert _materialized([op(0, ["x"], ["h"]), op(1, ["h"], ["q"], "matmul"), op(2, ["q", "h"], ["o"])],
+                         {"o"}) == {"o", "h"}                                 # h read before and after a matmul
+    assert _materialized([op(0, ["x"], ["h"]), op(1, ["h"], ["g"]), op(2, ["g"], ["q"], "matmul")],
+                         {"q"}) == {"q", "g"}                                 # h fused into g
+
+
 def cum(*ms):
     out = [0.0]
     for m in ms:

@@ -17,6 +17,7 @@ resident), not here.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Sequence
 
 import torch
@@ -100,6 +101,16 @@ class _Op:
     efficiency: str                     # "matmul" / "attention" for compute ops, "" for memory-bound ones
     ins: list[tuple[int, int]]          # (storage key, bytes)
     outs: list[tuple[int, int]]
+    in_layouts: list[tuple] = dataclasses.field(default_factory=list)   # (shape, stride, offset) per input
+    out_layouts: list[tuple] = dataclasses.field(default_factory=list)
+    reduction: bool = False             # a memory-bound op whose output has fewer elements than its input
+
+
+def _layout(t: torch.Tensor) -> tuple:
+    try:
+        return tuple(t.shape), tuple(t.stride()), int(t.storage_offset())
+    except (RuntimeError, TypeError):
+        return ()
 
 
 def _key(t: torch.Tensor) -> int:
@@ -117,8 +128,11 @@ class _Recorder(TorchDispatchMode):
 
     def record(self, flops: float, efficiency: str, ins, outs) -> None:
         self._keep.extend(outs)
+        reduction = not efficiency and bool(ins) and \
+            max(_numel(t) for t in outs) < max(_numel(t) for t in ins)
         self.ops.append(_Op(self.node, flops, efficiency, [(_key(t), _nbytes(t)) for t in ins],
-                            [(_key(t), _nbytes(t)) for t in outs]))
+                            [(_key(t), _nbytes(t)) for t in outs], [_layout(t) for t in ins],
+                            [_layout(t) for t in outs], reduction))
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -139,18 +153,53 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
-def _charge(ops: list[_Op], outputs: set[int], profile: DeviceProfile, n_nodes: int,
+def _numel(t: torch.Tensor) -> int:
+    try:
+        return int(t.numel())
+    except (RuntimeError, TypeError):
+        return 0
+
+
+def _materialized(ops: list[_Op], outputs: set[int]) -> set[int]:
+    """Storages Inductor writes to memory: what a matmul or attention kernel reads, what the graph returns, and the
+    output of a fused chain that went through a reduction (a norm) when a later op reads it at other indices
+    (through a view of another layout, e.g. rotary's pairs): those elements are computed by other threads of the
+    reduction kernel, so the consumer cannot be fused into it and reads the buffer back; and an output read on both
+    sides of a matmul or attention (e.g. the residual stream, read by the norm before a block's matmuls and by the
+    residual add after them): one kernel cannot hold it across."""
+    materialized = set(outputs) | {k for op in ops if op.efficiency for k, _ in op.ins}
+    first_read: dict[int, int] = {}
+    computes_before = list(itertools.accumulate(1 if op.efficiency else 0 for op in ops))
+    for i, op in enumerate(ops):
+        for k, _ in op.ins:
+            j = first_read.setdefault(k, i)
+            if computes_before[i] - computes_before[j] > (1 if op.efficiency else 0):
+                materialized.add(k)
+    layout_of: dict[int, tuple] = {}
+    after_reduction: set[int] = set()
+    for op in ops:
+        if not op.efficiency:
+            for (k, _), lay in zip(op.ins, op.in_layouts):
+                if k in after_reduction and k in layout_of and lay and lay != layout_of[k]:
+                    materialized.add(k)
+            if op.reduction or any(k in after_reduction for k, _ in op.ins):
+                after_reduction.update(k for k, _ in op.outs)
+        for (k, _), lay in zip(op.outs, op.out_layouts):
+            layout_of[k] = lay
+    return materialized
+
+
+def _charge(ops: list[_Op], materialized: set[int], profile: DeviceProfile, n_nodes: int,
             by_class: dict[str, float] | None = None) -> list[float]:
     """Milliseconds per node, fusing memory-bound ops the way Inductor does.
 
     Inductor fuses chains of pointwise ops, reductions, casts and concatenations into one kernel: reading the
     output of another memory-bound op costs nothing (it stays in registers), and that output is only written to
-    memory when a matmul or attention kernel reads it or the graph returns it. Compute ops read and write all
-    their tensors. A memory-bound op pays a kernel launch only when it starts a chain."""
+    memory when it is materialized (`_materialized`); then its readers read it back. Compute ops read and write
+    all their tensors. A memory-bound op pays a kernel launch only when it starts a chain."""
     p = profile
     bw = p.memory_gbs * p.memory_efficiency * 1e9
-    fusible = {k for op in ops if not op.efficiency for k, _ in op.outs}
-    materialized = set(outputs) | {k for op in ops if op.efficiency for k, _ in op.ins}
+    fusible = {k for op in ops if not op.efficiency for k, _ in op.outs} - materialized
     read = {k for op in ops for k, _ in op.ins}
     ms = [0.0] * n_nodes
     for op in ops:
@@ -290,9 +339,12 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     for k in outputs:                              # the graph's outputs outlive it
         if k in end_of:
             end_of[k] = len(nodes)
+    # Every node's output counts, also those Inductor fuses away: measured on the H200 this matches Wan's peak
+    # (its fp32 norm and attention buffers) and over-estimates Flux's by about a third of its activations, while
+    # leaving out the fused outputs (`_materialized`) under-estimated Wan's by half (benchmarks/RESULTS.md).
     live_bytes = [b // sp_degree for b in _pooled_live_bytes(born, end_of, held, len(nodes))]
     by_class: dict[str, float] = {}
-    compute = _charge(recorder.ops, outputs, profile, len(nodes), by_class)
+    compute = _charge(recorder.ops, _materialized(recorder.ops, outputs), profile, len(nodes), by_class)
     node_ms = [c / sp_degree + coll for c, coll in zip(compute, collective_ms)]
     flops = sum(op.flops for op in recorder.ops)
     return GraphCosts(profile.name, tuple(node_ms), tuple(live_bytes), flops, tuple(collective_ms),
