@@ -27,7 +27,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).parent.parent))
 from cfcompile.elastic import form_group, set_ulysses_group  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
-from common import workload_parser  # noqa: E402
+from common import init_distributed, workload_parser  # noqa: E402
 
 
 def main() -> int:
@@ -37,16 +37,9 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=10)
     args = p.parse_args()
     cuda = args.device == "cuda"
-    dist.init_process_group("nccl" if cuda else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank, world, device, dtype = init_distributed(cuda)
     if world != 2:
         raise SystemExit("run with torchrun --nproc-per-node 2")
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
-    elif torch.accelerator.current_accelerator() is None:
-        torch.accelerator.device_count = lambda: 1  # diffusers divides the rank by it (tests/test_ulysses.py)
-    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
-    dtype = torch.bfloat16 if cuda else torch.float32
     from diffusers import ContextParallelConfig
 
     preset = get_preset(args.model)

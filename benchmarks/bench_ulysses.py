@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 import cfcompile  # noqa: E402
 from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
-from common import collective_times, profile_kernels  # noqa: E402
+from common import collective_times, init_distributed, profile_kernels  # noqa: E402
 
 
 def parse(spec: str) -> list[tuple[str, dict | None]]:
@@ -70,14 +70,7 @@ def main() -> int:
     args = p.parse_args()
 
     cuda = args.device == "cuda"
-    dist.init_process_group("nccl" if cuda else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
-    elif torch.accelerator.current_accelerator() is None:
-        torch.accelerator.device_count = lambda: 1  # diffusers divides the rank by it (tests/test_ulysses.py)
-    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
-    dtype = torch.bfloat16 if cuda else torch.float32
+    rank, world, device, dtype = init_distributed(cuda)
     from diffusers import ContextParallelConfig
 
     preset = get_preset(args.model)

@@ -197,3 +197,19 @@ def workload_of(args):
     from cfcompile.presets import Workload
 
     return Workload(height=args.height, width=args.width, frames=args.frames)
+
+
+def init_distributed(cuda: bool):
+    """torchrun's process group (NCCL on GPUs, gloo on the CPU) and this rank's device and dtype:
+    ``(rank, world, device, dtype)``. On a CPU-only torch, diffusers' context parallelism divides the rank by
+    ``torch.accelerator.device_count()`` (0): it is made 1 here (tests/test_ulysses.py explains)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("nccl" if cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+    elif torch.accelerator.current_accelerator() is None:
+        torch.accelerator.device_count = lambda: 1
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    return rank, world, device, (torch.bfloat16 if cuda else torch.float32)
