@@ -6,9 +6,13 @@ Each node is run once on fake tensors under a dispatch mode that records the ATe
     compute op      (mm, addmm, bmm, convolution: torch's ``flop_registry``; attention as one fused kernel)
                     ms = max(FLOPs / (peak x efficiency), bytes in + out / bandwidth) + launch
     memory-bound op (everything else that writes a tensor): fused as Inductor fuses them -- reading another
-                    memory-bound op's output is free, writing an output costs only when a compute op reads it or the
-                    graph returns it; a launch only where a chain starts
-    live bytes      activations alive after the node (inputs stay alive: the caller holds them; weights excluded)
+                    memory-bound op's output is free unless Inductor writes it to memory (`_materialized`: a compute
+                    op or the graph reads it, a norm's output read through another layout, a tensor read on both
+                    sides of a matmul); a launch only where a chain starts
+    live bytes      activations alive after each node: every node's output from the node that makes it to its last
+                    reader, held as Inductor's generated code holds buffers (a dead one is kept for the next tensor
+                    of its dtype and size, `_pooled_live_bytes`); inputs stay alive (the caller holds them); weights
+                    excluded
 
 Views and cfcompile's own ops cost nothing. The device memory of the weights is counted by the plan (arena +
 resident), not here.
