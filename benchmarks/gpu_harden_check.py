@@ -125,9 +125,8 @@ def quantized() -> None:
           f"max diff {float((out - ref).abs().max()):.2e} of {float(ref.abs().max()):.1f}")
 
 
-def two_models() -> None:
-    torch._dynamo.reset()
-    gc.collect()
+def offloaded_pair():
+    """Two toy models of different widths on the GPU, their eager outputs, then both offloaded: a, b, x, ra, rb."""
     a, x = toy(d=64, blocks=4)
     b, _ = toy(d=96, blocks=3)
     a, b, x = a.cuda(), b.cuda(), x.cuda()
@@ -135,6 +134,13 @@ def two_models() -> None:
         ra, rb = a(x), b(x)
     cfcompile.offload(a, "cuda")
     cfcompile.offload(b, "cuda")
+    return a, b, x, ra, rb
+
+
+def two_models() -> None:
+    torch._dynamo.reset()
+    gc.collect()
+    a, b, x, ra, rb = offloaded_pair()
     fa = torch.compile(a, backend="chunkflow", options={"chunk_size": 4096})
     fb = torch.compile(b, backend="chunkflow", options={"chunk_size": 4096, "resident_fraction": 0.25})
     ok = True
@@ -191,13 +197,7 @@ def shared_budget() -> None:
     profile = Path("/tmp/cf_slow_copies.json")   # no copy hides: each graph wants all the residency it can get
     profile.write_text(json.dumps(dict(name="slow-copies", matmul_tflops=100.0, memory_gbs=1000.0, h2d_gbs=0.001,
                                        h2d_latency_us=0.0, kernel_overhead_us=0.0)))
-    a, x = toy(d=64, blocks=4)
-    b, _ = toy(d=96, blocks=3)
-    a, b, x = a.cuda(), b.cuda(), x.cuda()
-    with torch.no_grad():
-        ra, rb = a(x), b(x)
-    cfcompile.offload(a, "cuda")
-    cfcompile.offload(b, "cuda")
+    a, b, x, ra, rb = offloaded_pair()
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     for size in ("2MiB", "1.2MiB"):

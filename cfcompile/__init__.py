@@ -16,8 +16,8 @@ import torch
 from .config import ChunkFlowConfig, MemoryBudget, parse_bytes
 from .offload import HostStore, offload, restore, store_of
 
-__all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "compile", "offload", "parse_bytes", "plan_model", "restore",
-           "store_of"]
+__all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "compile", "offload", "parse_bytes",
+           "plan_model", "restore", "store_of"]
 __version__ = "0.1.0"
 
 

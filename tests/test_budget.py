@@ -36,6 +36,15 @@ def two_models():
     return small, big, x, refs
 
 
+def under_one_budget(size: str, profile: str):
+    """Both toy models compiled under one ``MemoryBudget(size)``: small, big, x, refs, budget, opts, f_small, f_big."""
+    small, big, x, refs = two_models()
+    budget = MemoryBudget(size)
+    opts = {"chunk_size": 4096, "memory_budget": budget, "profile": profile}
+    return (small, big, x, refs, budget, opts, torch.compile(small, backend="chunkflow", options=opts),
+            torch.compile(big, backend="chunkflow", options=opts))
+
+
 def inner(e: BaseException) -> BaseException:
     return getattr(e, "inner_exception", None) or e.__cause__ or e
 
@@ -47,11 +56,7 @@ def fits(budget: MemoryBudget) -> bool:
 def test_two_models_under_one_budget_add_residents_once_each_and_share_arena_and_activations(slow_copies):
     gc.collect()
     assert RESIDENTS.bytes() == ARENAS.bytes() == 0
-    small, big, x, refs = two_models()
-    budget = MemoryBudget("2MiB")
-    opts = {"chunk_size": 4096, "memory_budget": budget, "profile": slow_copies}
-    f_small = torch.compile(small, backend="chunkflow", options=opts)
-    f_big = torch.compile(big, backend="chunkflow", options=opts)
+    small, big, x, refs, budget, opts, f_small, f_big = under_one_budget("2MiB", slow_copies)
     with torch.no_grad():
         torch.testing.assert_close(f_small(x), refs[0])
         g_small = compiled_graphs()[-1]
@@ -114,11 +119,7 @@ def test_plain_budgets_stay_per_graph(slow_copies):
 
 def test_a_graph_that_does_not_fit_takes_resident_chunks_back_and_the_other_replans_once(slow_copies):
     gc.collect()
-    small, big, x, refs = two_models()
-    budget = MemoryBudget("1.2MiB")
-    opts = {"chunk_size": 4096, "memory_budget": budget, "profile": slow_copies}
-    f_small = torch.compile(small, backend="chunkflow", options=opts)
-    f_big = torch.compile(big, backend="chunkflow", options=opts)
+    small, big, x, refs, budget, opts, f_small, f_big = under_one_budget("1.2MiB", slow_copies)
     with torch.no_grad():
         torch.testing.assert_close(f_small(x), refs[0])
         g_small = compiled_graphs()[-1]
@@ -145,11 +146,7 @@ def test_a_graph_that_does_not_fit_takes_resident_chunks_back_and_the_other_repl
 
 def test_an_infeasible_shared_budget_names_the_minimum_and_changes_nothing(slow_copies):
     gc.collect()
-    small, big, x, refs = two_models()
-    budget = MemoryBudget("600KiB")
-    opts = {"chunk_size": 4096, "memory_budget": budget, "profile": slow_copies}
-    f_small = torch.compile(small, backend="chunkflow", options=opts)
-    f_big = torch.compile(big, backend="chunkflow", options=opts)
+    small, big, x, refs, budget, opts, f_small, f_big = under_one_budget("600KiB", slow_copies)
     with torch.no_grad():
         torch.testing.assert_close(f_small(x), refs[0])
         g_small = compiled_graphs()[-1]

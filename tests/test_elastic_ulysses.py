@@ -253,3 +253,21 @@ def test_model_without_a_cp_plan_is_refused():
 
     with pytest.raises(ValueError, match="has no _cp_plan"):
         enable_ulysses(torch.nn.Linear(2, 2))
+
+
+def _async_gather_worker(rank, world):
+    import torch.distributed as dist
+
+    from cfcompile.elastic import form_group
+    from cfcompile.elastic.ulysses import _dist_for_diffusers
+
+    routed = _dist_for_diffusers(dist)
+    parts = [torch.empty(3) for _ in range(world)]
+    handle = routed.all_gather(parts, torch.full((3,), float(rank)), group=form_group((1, 0)), async_op=True)
+    return handle.wait(), handle.is_completed(), [p[0].item() for p in parts]
+
+
+@pytest.mark.timeout(120)
+def test_async_all_gather_over_a_logical_group_returns_a_completed_handle():
+    # group (1, 0): rank 1's tensor comes first
+    assert run_distributed(_async_gather_worker, 2, timeout=100) == [(True, True, [1.0, 0.0])] * 2

@@ -187,6 +187,16 @@ def _route_diffusers_collectives() -> None:
         ad.dist = _dist_for_diffusers(ad.dist)
 
 
+class _Completed:
+    """The ``Work`` handle of a collective that has already run (``async_op=True`` over a logical group)."""
+
+    def wait(self, timeout=None) -> bool:
+        return True
+
+    def is_completed(self) -> bool:
+        return True
+
+
 def _dist_for_diffusers(original) -> types.ModuleType:
     """A module that is ``original`` (torch.distributed) except for ``all_gather`` over a logical group; a module,
     so Dynamo resolves its attributes as it does torch.distributed's (PEP 562 ``__getattr__`` for the rest)."""
@@ -194,16 +204,15 @@ def _dist_for_diffusers(original) -> types.ModuleType:
     def _all_gather(tensor_list, tensor, group=None, async_op=False):
         if not _is_logical(group):
             return original.all_gather(tensor_list, tensor, group=group, async_op=async_op)
-        if async_op:
-            raise NotImplementedError("ulysses: async all_gather over a logical group (ours is synchronous)")
         out = all_gather(tensor[None], group)          # (N, *tensor.shape); None: not a member
-        if out is None:
-            return None
-        if len(tensor_list) != out.shape[0]:
-            raise ValueError(f"all_gather: {len(tensor_list)} output tensors for a group of {out.shape[0]} ranks")
-        for t, part in zip(tensor_list, out.unbind(0)):
-            t.copy_(part)
-        return None
+        if out is not None:
+            if len(tensor_list) != out.shape[0]:
+                raise ValueError(f"all_gather: {len(tensor_list)} output tensors for a group of {out.shape[0]} "
+                                 "ranks")
+            for t, part in zip(tensor_list, out.unbind(0)):
+                t.copy_(part)
+        # ours is synchronous: an async caller gets a handle that is already complete
+        return _Completed() if async_op else None
 
     mod = types.ModuleType(f"cfcompile.elastic.ulysses.<{original.__name__} for diffusers>")
     mod.__getattr__ = lambda name: getattr(original, name)

@@ -10,8 +10,9 @@ a pure function of both, deterministic and JSON-serialisable, so every rank and 
 
 Residency is chunk-granular: each group keeps a prefix of its chunks resident, the count spread over groups in
 proportion to their size (largest remainder). Bytes of a group already on the device for another graph of the same
-model (``held``) stay resident: the prefix is at least that long, and the group's device bytes are the hull of both. A weight that crosses the resident/streamed boundary is streamed whole
-(it must be contiguous), so the chunk it starts in is streamed too and counts as such (at most one per group).
+model (``held``) stay resident: the prefix is at least that long, and the group's device bytes are the hull of both.
+A weight that crosses the resident/streamed boundary is streamed whole (it must be contiguous), so the chunk it
+starts in is streamed too and counts as such (at most one per group).
 
 Issue points: with ``prefetch_depth = d`` the prefetch of the j-th streamed group is issued right before the wait
 of the (j-d)-th (or at the start of the graph for the first d). With ``wrap_around`` those first d are prefetched

@@ -34,7 +34,8 @@ from .plan import Plan, _build, _layout, _Layout, _resident_counts, _Spec, _spec
 log = logging.getLogger(__name__)
 
 #: The planner keeps the predicted peak this share below ``memory_budget``: measured peaks on the H200 were up to
-#: 3.4% above the prediction (Qwen-Image at 16 GiB; benchmarks/RESULTS.md), mostly activations the model misses.
+#: 3.4% above the prediction (Qwen-Image at 16 GiB) before the activation estimate modelled Inductor's buffer reuse;
+#: since, the re-measured budget runs peaked 0.4% above (Wan) and 2.4% below (Flux) it (benchmarks/RESULTS.md).
 BUDGET_HEADROOM = 0.05
 
 #: Chunk sizes tried under a memory budget when ``chunk_size="auto"``.
