@@ -59,7 +59,8 @@ def test_generated_code_keeps_prefetch_wait_read_order():
      .check(f"cfcompile.wait_.default({slot(2)},").check(f"reinterpret_tensor({slot(2)}").run(code))
     # block 2 reuses block 0's bytes: its prefetch comes after the release of block 0
     assert 1 in clobbers(g.chunkflow_plan)[3]
-    FileCheck().check(f"cfcompile.release_.default({slot(1)},").check(
+    # release_ takes the slot alone: readers as inputs made Inductor write the outputs it fuses away (RESULTS.md)
+    FileCheck().check(f"cfcompile.release_.default({slot(1)})").check(
         f"cfcompile.prefetch_.default({slot(3)},").run(code)
 
 
@@ -100,7 +101,7 @@ def test_wrap_around_prefetches_the_next_call_in_the_tail():
         slot = f"arg{layout.slots[j]}_1"
         # at the start: copy only on the first call (phase 2); in the tail, after its release: the next call's
         FileCheck().check(f"cfcompile.prefetch_.default({slot},").check(", 2)").check(
-            f"cfcompile.release_.default({slot},").check(f"cfcompile.prefetch_.default({slot},").check(", 1)").run(
+            f"cfcompile.release_.default({slot})").check(f"cfcompile.prefetch_.default({slot},").check(", 1)").run(
             code)
     assert check_generated_order(code, list(layout.slots), clobbers(plan)) == []
     slots = {g.chunkflow_runtime.slots[j].data_ptr() for j in wrapped}

@@ -343,9 +343,10 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     for k in outputs:                              # the graph's outputs outlive it
         if k in end_of:
             end_of[k] = len(nodes)
-    # Every node's output counts, also those Inductor fuses away: measured on the H200 this matches Wan's peak
-    # (its fp32 norm and attention buffers) and over-estimates Flux's by about a third of its activations, while
-    # leaving out the fused outputs (`_materialized`) under-estimated Wan's by half (benchmarks/RESULTS.md).
+    # Every node's output counts, also those Inductor fuses away: on the H200 this over-estimates the streamed peak
+    # at resident fraction 0 by 14% (Wan) and 22% (Flux, 4096 tokens) since release_ stopped forcing fused outputs
+    # into memory, while leaving out the fused outputs (`_materialized`) under-estimated Wan's by half (before that
+    # fix; benchmarks/RESULTS.md): high is the side a memory budget can live with.
     live_bytes = [b // sp_degree for b in _pooled_live_bytes(born, end_of, held, len(nodes))]
     by_class: dict[str, float] = {}
     compute = _charge(recorder.ops, _materialized(recorder.ops, outputs), profile, len(nodes), by_class)

@@ -11,7 +11,7 @@ After::
     slot_3 = placeholder()                   # group 3's region of the arena (extra inputs added by the backend)
     host_5 = placeholder()                   # group 5's host buffer
     ...
-    cfcompile.release_(slot_1, [mm_2, add_5, ...])                               # block 1's reads are done
+    cfcompile.release_(slot_1)                                                   # block 1's reads are done
     cfcompile.prefetch_(slot_5, [slot_1, slot_4], host_5, src, dst, n, event=5)  # `prefetch_depth` groups ahead
     cfcompile.wait_(slot_3, event=3)                                             # group 3's chunks have landed
     w_q' = aten.as_strided(slot_3, w_q.shape, w_q.stride(), offset_in_group)
@@ -20,10 +20,12 @@ After::
 Resident weights become ``as_strided`` views of their group's resident slot, placed right after the placeholders.
 Each group has its own slot input so that identical blocks compile to identical kernels (a view's offset is baked
 into the kernel). Slots of different groups may share arena bytes. After the last read of a group whose bytes a later
-prefetch overwrites, ``release_`` takes every reader's output as an input (so Inductor has run them all) and mutates
-the slot. A prefetch declares as mutated ("fences") the slots it overwrites (so it follows their release), the
-previous prefetch's slot (copies keep plan order) and the slot whose wait is its issue point (it stays ahead of that
-wait); a wait mutates its slot, so reads follow it. `check_arena_lifetimes` proves no prefetch overwrites bytes a pending read still needs.
+prefetch overwrites, ``release_`` mutates the slot (Inductor then realizes and schedules every earlier read of it
+first; taking the readers as inputs instead would make Inductor write outputs it fuses away, `runtime.ops`). A
+prefetch declares as mutated ("fences") the slots it overwrites (so it follows their release), the previous
+prefetch's slot (copies keep plan order) and the slot whose wait is its issue point (it stays ahead of that wait); a
+wait mutates its slot, so reads follow it. `check_arena_lifetimes` proves no prefetch overwrites bytes a pending read
+still needs.
 """
 
 from __future__ import annotations
@@ -89,8 +91,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         if ph.users:
             reads.setdefault(w.group, []).append((w, ph))
     first_user = {k: min((u for _, ph in rs for u in ph.users), key=pos.get) for k, rs in reads.items()}
-    # The nodes that really read a group's bytes (through chains of views), as tensors: the group's release_ takes
-    # them as inputs, so Inductor computes every read before a prefetch that overwrites the group.
+    # The nodes that really read a group's bytes (through chains of views): the group's release_ goes after the last.
     done_with = {k: _readers([ph for _, ph in rs]) for k, rs in reads.items()}
     last_user = {k: max(nodes, key=pos.get) for k, nodes in done_with.items()}
     start = next(n for n in graph.nodes if n.op != "placeholder")
@@ -241,7 +242,7 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
     for k in sorted(overwritten):
         g = streamed[k]
         with graph.inserting_after(last_user[g.key]):
-            n = node(torch.ops.cfcompile.release_.default, (placeholders[layout.slots[k]], done_with[g.key]))
+            n = node(torch.ops.cfcompile.release_.default, (placeholders[layout.slots[k]],))
         schedule.append(dict(node=n.name, op="release", group=g.key, chunks=[], bytes=0))
     graph.lint()
 
