@@ -31,10 +31,12 @@ _MATMUL = re.compile(r"gemm|cutlass|nvjet|xmma|cublas|sm\d+_|conv|implicit", re.
 
 
 def kernel_class(name: str) -> str:
-    if _ATTENTION.search(name):
-        return "attention"
+    # Inductor names a Triton kernel after every op fused into it ("..._scaled_dot_product_cudnn_attention_add_copy"
+    # is attention's input layout copy): Triton kernels are memory-bound whatever their names say.
     if name.startswith("triton") or "elementwise" in name or "reduce" in name or "copy" in name.lower():
         return "memory-bound"
+    if _ATTENTION.search(name):
+        return "attention"
     if _MATMUL.search(name):
         return "matmul"
     return "memory-bound"
