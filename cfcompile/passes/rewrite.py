@@ -91,9 +91,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         if ph.users:
             reads.setdefault(w.group, []).append((w, ph))
     first_user = {k: min((u for _, ph in rs for u in ph.users), key=pos.get) for k, rs in reads.items()}
-    # The nodes that really read a group's bytes (through chains of views): the group's release_ goes after the last.
-    done_with = {k: _readers([ph for _, ph in rs]) for k, rs in reads.items()}
-    last_user = {k: max(nodes, key=pos.get) for k, nodes in done_with.items()}
+    # The last node that really reads a group's bytes (through chains of views): the group's release_ goes after it.
+    last_user = {k: max(_readers([ph for _, ph in rs]), key=pos.get) for k, rs in reads.items()}
     start = next(n for n in graph.nodes if n.op != "placeholder")
 
     # The node each streamed group's prefetch goes in front of.

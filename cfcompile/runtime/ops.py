@@ -22,9 +22,9 @@ mutated although nothing is written to them: the slots whose bytes this copy ove
     (`GraphLowering.mark_buffer_mutated`) and schedules every earlier reader before the mutating kernel (`WeakDep`),
     so a prefetch that fences the slot comes after all of them. It takes no readers as inputs: an input of a
     custom op has to be written to memory and kept alive up to it, which made Inductor materialize outputs it fuses
-    away (a bias add before a GELU) and cost Wan 2.1 3% of its streamed step and 0.4 GiB of peak on the H200. Slots are graph inputs, so Inductor never
-reuses their memory. Events are keyed by (slot pointer, event id): state keyed by what the compiled code was given,
-so an FX-graph-cache hit in a fresh process works.
+    away (a bias add before a GELU) and cost Wan 2.1 3% of its streamed step and 0.4 GiB of peak on the H200.
+Slots are graph inputs, so Inductor never reuses their memory. Events are keyed by (slot pointer, event id): state
+keyed by what the compiled code was given, so an FX-graph-cache hit in a fresh process works.
 """
 
 from __future__ import annotations
