@@ -199,17 +199,57 @@ def workload_of(args):
     return Workload(height=args.height, width=args.width, frames=args.frames)
 
 
+def _gloo_cuda_all_gather_shim() -> None:
+    """Rehearsals only: torch 2.11's functional ``all_gather_into_tensor`` on gloo with CUDA tensors segfaults in
+    its ``wait_tensor`` (the plain ``dist.all_gather_into_tensor`` and the functional all-to-all work), and diffusers
+    gathers Ulysses' output with it. Replace its CUDA kernel with the synchronous c10d call; ``wait_tensor`` on an
+    output with no pending work returns it as is."""
+    from torch.distributed.distributed_c10d import _resolve_process_group
+
+    @torch._dynamo.disable  # called from compiled code: Dynamo would try to trace the kernel's frame
+    def all_gather(x: torch.Tensor, group_size: int, group_name: str) -> torch.Tensor:
+        out = x.new_empty((group_size * x.shape[0], *x.shape[1:]))
+        torch.distributed.all_gather_into_tensor(out, x.contiguous(), group=_resolve_process_group(group_name))
+        return out
+
+    global _GLOO_SHIM
+    _GLOO_SHIM = torch.library.Library("_c10d_functional", "IMPL")
+    _GLOO_SHIM.impl("all_gather_into_tensor", all_gather, "CUDA")
+
+
 def init_distributed(cuda: bool):
     """torchrun's process group (NCCL on GPUs, gloo on the CPU) and this rank's device and dtype:
     ``(rank, world, device, dtype)``. On a CPU-only torch, diffusers' context parallelism divides the rank by
-    ``torch.accelerator.device_count()`` (0): it is made 1 here (tests/test_ulysses.py explains)."""
+    ``torch.accelerator.device_count()`` (0): it is made 1 here (tests/test_ulysses.py explains).
+
+    ``BENCH_DIST_BACKEND=gloo`` on a GPU machine is a rehearsal of a multi-GPU run on fewer GPUs: gloo's CUDA
+    collectives (staged through host memory) and ranks sharing GPUs (rank % device count). NCCL refuses two ranks
+    on one GPU. It runs the CUDA side of a script (streams, events, pinned copies, the pass around collectives,
+    memory statistics) before a multi-GPU machine is there; its times and collective rows mean nothing."""
     import torch.distributed as dist
 
-    dist.init_process_group("nccl" if cuda else "gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    from cfcompile import _compat
+
+    _compat.apply()  # torch 2.11 breaks diffusers' Ulysses forward in two graphs, under any backend (_compat says why)
+    backend = os.environ.get("BENCH_DIST_BACKEND") or ("nccl" if cuda else "gloo")
+    if backend not in ("nccl", "gloo") or (backend == "nccl" and not cuda):
+        raise SystemExit(f"BENCH_DIST_BACKEND={backend!r}: use nccl (GPUs) or gloo")
+    rank = int(os.environ.get("RANK", 0))
+    device = torch.device("cpu")
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
-    elif torch.accelerator.current_accelerator() is None:
+        local = int(os.environ.get("LOCAL_RANK", rank))
+        if backend == "nccl" and local >= torch.cuda.device_count():
+            raise SystemExit(f"local rank {local} but {torch.cuda.device_count()} GPU(s): start one process per GPU "
+                             "(torchrun --nproc-per-node <GPUs>), or rehearse with BENCH_DIST_BACKEND=gloo")
+        device = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(device)  # before the process group: NCCL binds its communicator to this device
+    if backend == "nccl":
+        dist.init_process_group(backend, device_id=device)  # eager: a batched P2P must not be the first NCCL call
+    else:
+        dist.init_process_group(backend)
+        if cuda:
+            _gloo_cuda_all_gather_shim()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if not cuda and torch.accelerator.current_accelerator() is None:
         torch.accelerator.device_count = lambda: 1
-    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     return rank, world, device, (torch.bfloat16 if cuda else torch.float32)

@@ -13,11 +13,12 @@ from typing import Any
 
 import torch
 
+from ._compat import prepare_context_parallel
 from .config import ChunkFlowConfig, MemoryBudget, parse_bytes
 from .offload import HostStore, offload, restore, store_of
 
 __all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "compile", "offload", "parse_bytes",
-           "plan_model", "restore", "store_of"]
+           "plan_model", "prepare_context_parallel", "restore", "store_of"]
 __version__ = "0.1.0"
 
 

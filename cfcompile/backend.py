@@ -33,6 +33,9 @@ from .dump import new_dump_dir, write_plan, write_prediction
 from .passes.analysis import find_weight_reads
 from .passes.tune import block_spans
 from .passes.rewrite import ChunkflowPass, InputLayout
+from . import _compat
+
+_compat.apply()   # before the first trace: torch.compile imports the backend when it looks up "chunkflow"
 
 log = logging.getLogger(__name__)
 

@@ -294,6 +294,7 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
     store: HostStore | None = getattr(module, _STORE_ATTR, None)
     if store is not None:
         if store.device == dev:
+            _prepare_for_compile(module)   # parallelism may have been enabled since
             return store
         raise ValueError(f"offload: module is already offloaded for {store.device}; call "
                          f"cfcompile.restore(module) before offloading it for {dev}")
@@ -333,12 +334,21 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
         b.data = moved
     store = HostStore(dev, groups)
     setattr(module, _STORE_ATTR, store)
+    _prepare_for_compile(module)
     if was_on_gpu:
         torch.cuda.empty_cache()
     log.info("offloaded %d parameters into %d host groups, %s (%s pinned; weights %s) for %s", len(named),
              len(groups), format_bytes(store.host_bytes), format_bytes(store.pinned_bytes),
              format_bytes(store.weight_bytes), dev)
     return store
+
+
+def _prepare_for_compile(module: nn.Module) -> None:
+    """What keeps a diffusers model with context parallelism in one graph per forward (`cfcompile._compat`)."""
+    from . import _compat
+
+    if _compat.prepare_context_parallel(module):
+        log.debug("primed diffusers' context-parallel hooks of %s", type(module).__name__)
 
 
 def restore(module: nn.Module) -> None:
