@@ -16,7 +16,6 @@ A graph that reads no offloaded weight is compiled by plain Inductor (with the u
 from __future__ import annotations
 
 import logging
-import os
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -28,6 +27,7 @@ from .runtime import timing
 from .runtime.arena import GraphRuntime
 from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
 from .costmodel.graph_costs import estimate_costs
+from .costmodel import topology
 from .costmodel.profiles import resolve_profile
 from .dump import new_dump_dir, write_plan, write_prediction
 from .passes.analysis import find_weight_reads
@@ -70,15 +70,12 @@ def _free_bytes(device: torch.device, config: ChunkFlowConfig) -> int | None:
     return int(0.95 * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)))
 
 
-def _collective_policy(config: ChunkFlowConfig, profile, device: torch.device) -> str:
-    """``collective_policy="auto"``: yield where collectives and host copies share the PCIe path."""
+def _collective_policy(config: ChunkFlowConfig, profile, link: "topology.Interconnect | None" = None) -> str:
+    """``collective_policy="auto"``: yield where collectives and host copies share the PCIe path (the profile says
+    so, or the detected interconnect does), else overlap."""
     if config.collective_policy != "auto":
         return config.collective_policy
-    shares = profile.link_shares_h2d or os.environ.get("NCCL_P2P_DISABLE", "0") not in ("", "0")
-    if device.type == "cuda" and torch.cuda.device_count() > 1 and not shares:
-        other = (device.index + 1) % torch.cuda.device_count()
-        shares = not torch.cuda.can_device_access_peer(device.index, other)
-    return "yield" if shares else "overlap"
+    return "yield" if profile.link_shares_h2d or (link is not None and link.shares_h2d) else "overlap"
 
 
 def _from_rank0(obj):
@@ -144,10 +141,17 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     profile = resolve_profile(config.profile, device)
     costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
     free = _free_bytes(device, config)
-    policy = _collective_policy(config, profile, device)
+    policy = _collective_policy(config, profile)
     if costs.collectives:  # a sequence-parallel graph: every rank must make the same plan
+        link = topology.detect(device)
+        costed = profile
+        if config.profile is None:   # a profile the user gave keeps its link
+            profile = link.adjust(profile)
+        policy = _collective_policy(config, profile, link)
+        log.info("chunkflow: collectives over %s (%s): policy %s, link %.0f GB/s%s", link.kind, link.reason, policy,
+                 profile.link_gbs, ", shared with the weight copies" if profile.link_shares_h2d else "")
         profile, free, policy = _agree_across_ranks(profile, free, policy)
-        if profile.name != costs.profile:
+        if profile != costed:
             costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
     plan, prediction, evicted = shared.plan_graph(reads, config, costs, profile, device, free_bytes=free,
                                                   collective_policy=policy)
