@@ -199,6 +199,9 @@ def workload_of(args):
     return Workload(height=args.height, width=args.width, frames=args.frames)
 
 
+_GLOO_SHIM = None   # the torch.library registration below; kept alive for the process
+
+
 def _gloo_cuda_all_gather_shim() -> None:
     """Rehearsals only: torch 2.11's functional ``all_gather_into_tensor`` on gloo with CUDA tensors segfaults in
     its ``wait_tensor`` (the plain ``dist.all_gather_into_tensor`` and the functional all-to-all work), and diffusers
@@ -228,9 +231,6 @@ def init_distributed(cuda: bool):
     memory statistics) before a multi-GPU machine is there; its times and collective rows mean nothing."""
     import torch.distributed as dist
 
-    from cfcompile import _compat
-
-    _compat.apply()  # torch 2.11 breaks diffusers' Ulysses forward in two graphs, under any backend (_compat says why)
     backend = os.environ.get("BENCH_DIST_BACKEND") or ("nccl" if cuda else "gloo")
     if backend not in ("nccl", "gloo") or (backend == "nccl" and not cuda):
         raise SystemExit(f"BENCH_DIST_BACKEND={backend!r}: use nccl (GPUs) or gloo")
