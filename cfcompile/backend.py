@@ -25,6 +25,8 @@ import torch.fx as fx
 from .runtime import budget as shared
 from .runtime import timing
 from .runtime.arena import GraphRuntime
+from .runtime.binding import Binder, source_names
+from .runtime.ops import exclusive
 from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
 from .costmodel.graph_costs import estimate_costs
 from .costmodel import topology
@@ -162,18 +164,20 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
         state.example_inputs = None
 
     def run(*args):
-        if state.rt is None or state.rt.stale:   # its resident chunks went to a graph planned later under the same
-            #                                      MemoryBudget (or planning it again failed on an earlier call)
-            state.replan(args, run)
-        shared.touch(state.rt)
-        if state.marks is not None:
-            timing.mark(state.marks, "start", -1, device)
-        out = state.compiled(*args, *state.rt.inputs)
-        if state.marks is not None:
-            timing.mark(state.marks, "end", -1, device)
-        if state.calibrating:
-            state.after_call(run)
-        return out
+        with exclusive(device):
+            if state.rt is None or state.rt.stale:   # its resident chunks went to a graph planned later under the
+                #                                      same MemoryBudget (or planning it again failed on a call)
+                state.replan(args, run)
+            shared.touch(state.rt)
+            inputs = state.bind(args)
+            if state.marks is not None:
+                timing.mark(state.marks, "start", -1, device)
+            out = state.compiled(*args, *inputs)
+            if state.marks is not None:
+                timing.mark(state.marks, "end", -1, device)
+            if state.calibrating:
+                state.after_call(run)
+            return out
 
     state.publish(run)
     _compiled.append(weakref.ref(run))
@@ -194,6 +198,19 @@ class _Compiled:
         self.calls = 0
         self.marks: list | None = None      # timing marks while the calibration call runs
         self.calibration: dict | None = None
+        self.names = source_names(gm)
+        self.prev = None                    # the binding of the previous call
+        self.next_of: dict = {}             # binding -> the binding of the call that followed it last time
+
+    def bind(self, args) -> list:
+        """The extra inputs for this call's weights (`runtime.binding`), with the wrap-around copies aimed at the
+        weights the next call is expected to read (learnt from the call order: the same weights for a whole model,
+        the next block for a graph that serves several)."""
+        binding = self.binder.bind(args)
+        if self.prev is not None and self.next_of.get(self.prev) != binding:
+            self.next_of[self.prev] = binding
+        self.prev = binding
+        return self.rt.inputs_for(binding, self.next_of.get(binding))
 
     def build(self, plan, prediction, costs, fake_mode) -> None:
         config, reads, device = self.config, self.reads, self.device
@@ -202,6 +219,7 @@ class _Compiled:
             self.rt.close()
         self.compiled = self.rt = None
         rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device, config.shared_arena)
+        self.binder, self.prev, self.next_of = Binder(plan, self.names), None, {}
         try:
             self._compile(rt, plan, prediction, costs, fake_mode)
         except BaseException:
@@ -214,8 +232,7 @@ class _Compiled:
 
         config, reads, example_inputs = self.config, self.reads, self.example_inputs
         layout = InputLayout.after(len(example_inputs), plan)
-        names = [f"cf_slot_{j}" for j in range(len(rt.slots))] + [f"cf_host_{j}" for j in range(len(rt.hosts))] + \
-            [f"cf_resident_{j}" for j in range(len(rt.residents))]
+        names = layout.names()
         patches = dict(self.patches)
         dump_dir = new_dump_dir(config.dump) if config.dump else None
         if dump_dir:

@@ -11,12 +11,28 @@ a view of that buffer which torch sees on ``device`` while it takes no device me
 Kernels that read such a parameter eagerly go over PCIe (slow but exact); the chunkflow backend instead copies the
 group in fixed-size chunks into a device arena. The backend finds offloaded weights by data pointer
 (`lookup`), never by name. On ``device="cpu"`` the same machinery runs with plain host memory (for CI).
+
+Offloaded parameters become `HostParameter`s (an ``nn.Parameter`` subclass, swapped in place: same objects) so that
+every way of changing a weight stays inside the store and is seen by compiled graphs:
+
+    p.copy_(w), p.add_(d), load_state_dict   in place on the host bytes; bumps ``p._version``
+    p.data += d  (peft's fuse / unfuse)      ``data`` returns ``p.detach()``, which shares ``p._version``
+    p.data = w   (same shape and dtype)      copied into the host bytes (``p`` keeps its place in the store)
+    p.data = w.half() / model.to(...) /      refused with an error that names the parameter: it would take the
+      .cpu() / diffusers' layerwise casting   weight out of the store (`restore` first); ``Module._apply`` is
+                                              checked before anything moves, so the module is left unchanged
+    module._parameters[n] = new parameter    found by the next compiled call (not in the store) and copied back
+                                              into its slot (`runtime.binding`), or by calling `offload` again
+
+A compiled graph compares each weight's ``(data_ptr, _version)`` with what it saw last (`runtime.binding`); a change
+bumps the group's ``generation``, which makes resident and wrap-around device copies of it stale.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import types
 import weakref
 
 import torch
@@ -27,6 +43,7 @@ from .config import ALIGN, format_bytes
 log = logging.getLogger(__name__)
 
 _STORE_ATTR = "_cfcompile_store"
+_DATA = torch._C.TensorBase.data   # the C-level ``data`` descriptor that HostParameter wraps
 _GROUPS_BY_PTR: "weakref.WeakValueDictionary[int, Group]" = weakref.WeakValueDictionary()
 
 
@@ -50,6 +67,23 @@ class Group:
         self.device_view = device_view  # the same memory seen on the target device (UVA view; host itself on CPU)
         self.pinned = pinned            # all ``nbytes`` of ``host`` are registered (cudaHostRegister)
         self.unpin = None               # weakref.finalize that unregisters them (runs once: explicitly or at GC)
+        self.generation = 0             # bumped whenever a weight of the group is seen changed (device copies of
+        #                                 the group made at an older generation are stale)
+        self.versions: dict[int, tuple[int, int]] = {}   # byte offset -> (data_ptr, _version) last accounted for
+
+    def slot_at(self, offset: int) -> Slot | None:
+        return next((s for s in self.slots if s.offset == offset), None)
+
+    def view(self, slot: Slot) -> torch.Tensor:
+        """The slot's weight, seen on the device (what the parameter's data is)."""
+        item = self.device_view.element_size()
+        return self.device_view[slot.offset // item:(slot.offset + slot.nbytes) // item].view(slot.shape)
+
+    def changed(self) -> None:
+        """A weight of this group changed: device copies made before now are stale."""
+        self.generation += 1
+        from .runtime.ops import forget_source   # wrap-around copies of the old bytes
+        forget_source(self.device_view.data_ptr(), self.nbytes)
 
     @property
     def weight_bytes(self) -> int:
@@ -84,6 +118,99 @@ class HostStore:
     def weight_bytes(self) -> int:
         """Bytes of the parameters themselves; ``host_bytes - weight_bytes`` is padding (< 256 B per weight)."""
         return sum(g.weight_bytes for g in self.groups)
+
+
+class HostParameter(nn.Parameter):
+    """A parameter whose bytes live in a host group (see the module docstring): ``data`` reads share the version
+    counter, ``data`` writes stay in the store or are refused."""
+
+    @property
+    def data(self):
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        _assign(self, value)
+
+
+def _assign(p: torch.Tensor, value: torch.Tensor) -> None:
+    found = lookup(p)
+    if found is None:   # not (or no longer) in a store, e.g. a deep copy: an ordinary parameter
+        _DATA.__set__(p, value)
+        return
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"cfcompile: a parameter's data must be a tensor, got {type(value).__name__}")
+    if value.data_ptr() == p.data_ptr() and value.shape == p.shape and value.dtype == p.dtype:
+        return   # ``p.data += d``: already written in place through p.detach(), which bumped p._version
+    group, offset = found
+    if value.shape != p.shape or value.dtype != p.dtype or value.device != p.device:
+        raise ValueError(
+            f"cfcompile: a weight of group {group.key} (offset {offset}, {tuple(p.shape)} {p.dtype} on {p.device}) "
+            f"lives in cfcompile's host store; setting it to a {tuple(value.shape)} {value.dtype} tensor on "
+            f"{value.device} would take it out of the store. {_RESTORE_HINT}")
+    with torch.no_grad():
+        p.detach().copy_(value)   # into the host bytes; bumps p._version, so compiled graphs see the change
+
+
+_RESTORE_HINT = ("Casts, moves and resizes of an offloaded model are refused (model.to(dtype), .half(), .float(), "
+                 ".cpu(), .to(other device); diffusers' enable_layerwise_casting, enable_group_offload and "
+                 "enable_model_cpu_offload move weights this way: cfcompile streams the weights itself, use it "
+                 "instead of them). Call cfcompile.restore(model) first, change the model, then "
+                 "cfcompile.offload(model, device) again. Nothing was changed.")
+
+
+def _guarded_apply(module: nn.Module, fn, *args, **kwargs):
+    """``Module._apply`` of an offloaded module: refuse up front (nothing moved yet) a function that would change
+    an offloaded parameter's dtype or device; a no-op one (``model.to("cuda")`` of a model offloaded for cuda, a
+    cast to the dtype it has) runs as usual."""
+    kinds = {(p.dtype, p.device) for p in module.parameters() if isinstance(p, HostParameter) and lookup(p)}
+    for dtype, device in kinds:
+        try:
+            probe = fn(torch.empty(0, dtype=dtype, device=device))
+        except Exception:   # fn does not take an empty tensor: HostParameter's setter still guards each weight
+            continue
+        if isinstance(probe, torch.Tensor) and (probe.dtype != dtype or probe.device != device):
+            raise ValueError(f"cfcompile: {type(module).__name__} is offloaded (weights {dtype} in host memory seen "
+                             f"on {device}); this would make them {probe.dtype} on {probe.device}. {_RESTORE_HINT}")
+    return type(module)._apply(module, fn, *args, **kwargs)
+
+
+def _guard(module: nn.Module, on: bool) -> None:
+    for m in module.modules():
+        if on:
+            object.__setattr__(m, "_apply", types.MethodType(_guarded_apply, m))
+        else:
+            m.__dict__.pop("_apply", None)
+
+
+_MOVING_HOOKS = {"layerwise_casting": "enable_layerwise_casting", "group_offloading": "enable_group_offload",
+                 "lazy_prefetch_group_offloading": "enable_group_offload"}
+
+
+def _refuse_moving_hooks(module: nn.Module) -> None:
+    """diffusers' and accelerate's hooks that move or cast weights around each forward cannot share the weights with
+    the host store: refuse them at `offload`, saying how to undo them."""
+    for name, m in module.named_modules():
+        registry = getattr(m, "_diffusers_hook", None)
+        hooks = getattr(registry, "hooks", {}) or {}
+        found = sorted({_MOVING_HOOKS[h] for h in hooks if h in _MOVING_HOOKS})
+        if getattr(m, "_hf_hook", None) is not None:
+            found.append("accelerate's cpu_offload / enable_model_cpu_offload / enable_sequential_cpu_offload")
+        if found:
+            where = f"submodule {name!r}" if name else "the module"
+            raise ValueError(
+                f"offload: {where} has hooks that move or cast its weights on every call ({', '.join(found)}); "
+                f"cfcompile streams the weights itself and cannot share them with those hooks. Remove them first "
+                f"(diffusers: disable_group_offload() / pipe.remove_all_hooks(), or build the model again without "
+                f"enable_layerwise_casting), then offload. Nothing was changed.")
+
+
+def _point(p: nn.Parameter, view: torch.Tensor) -> None:
+    """Make ``p`` a HostParameter whose data is ``view`` (the same object: modules and users keep their
+    references)."""
+    _DATA.__set__(p, view)
+    if type(p) is nn.Parameter:
+        p.__class__ = HostParameter
 
 
 def lookup(t: torch.Tensor) -> tuple[Group, int] | None:
@@ -294,16 +421,19 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
     store: HostStore | None = getattr(module, _STORE_ATTR, None)
     if store is not None:
         if store.device == dev:
+            _take_back(module, store)      # parameters replaced since (load_state_dict(assign=True), ...)
+            _guard(module, True)           # submodules added since
             _prepare_for_compile(module)   # parallelism may have been enabled since
             return store
         raise ValueError(f"offload: module is already offloaded for {store.device}; call "
                          f"cfcompile.restore(module) before offloading it for {dev}")
+    _refuse_moving_hooks(module)
 
     named = dict(module.named_parameters())  # deduplicated: a tied weight appears once
     if not named:
         raise ValueError("offload: the module has no parameters")
     for pname, p in named.items():
-        if type(p) is not nn.Parameter or type(p.data) is not torch.Tensor:
+        if type(p) not in (nn.Parameter, HostParameter) or type(p.data) is not torch.Tensor:
             raise TypeError(
                 f"offload: parameter {pname!r} is a {type(p.data).__name__}, a tensor subclass (e.g. a quantized "
                 f"weight); only plain tensors can be offloaded, their bytes are copied as they are. Supported: "
@@ -327,13 +457,14 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
     was_on_gpu = any(p.device.type == "cuda" for p in named.values())
     for g, ((_, _), ps) in zip(groups, by_group.items()):
         for (pname, p), s in zip(ps, g.slots):
-            item = p.element_size()
-            p.data = g.device_view[s.offset // item:(s.offset + s.nbytes) // item].view(s.shape)
+            _point(p, g.view(s))
+            g.versions[s.offset] = (p.data_ptr(), p._version)
         _GROUPS_BY_PTR[g.device_view.untyped_storage().data_ptr()] = g
     for b, moved in buffers:
         b.data = moved
     store = HostStore(dev, groups)
     setattr(module, _STORE_ATTR, store)
+    _guard(module, True)
     _prepare_for_compile(module)
     if was_on_gpu:
         torch.cuda.empty_cache()
@@ -361,11 +492,51 @@ def restore(module: nn.Module) -> None:
     moved = {n: p.data.to(store.device, copy=True) if store.device.type == "cuda" else p.data.clone()
              for n, p in named.items() if lookup(p) is not None}
     for n, t in moved.items():
-        named[n].data = t
+        _DATA.__set__(named[n], t)
+    for p in named.values():
+        if type(p) is HostParameter:
+            p.__class__ = nn.Parameter
     delattr(module, _STORE_ATTR)
+    _guard(module, False)
     for g in store.groups:
         _GROUPS_BY_PTR.pop(g.device_view.untyped_storage().data_ptr(), None)
 
 
 def store_of(module: nn.Module) -> HostStore | None:
     return getattr(module, _STORE_ATTR, None)
+
+
+def take_back(p: torch.Tensor, group: Group, offset: int) -> None:
+    """Copy parameter ``p`` (replaced by a tensor outside the store) into its slot of ``group`` and point it there
+    again. The slot must hold a weight of ``p``'s shape and dtype."""
+    slot = group.slot_at(offset)
+    if slot is None or slot.shape != tuple(p.shape) or group.dtype != p.dtype:
+        raise ValueError(f"cfcompile: cannot take a {tuple(p.shape)} {p.dtype} weight back into group {group.key} at "
+                         f"offset {offset}: the slot there is {slot}. {_RESTORE_HINT}")
+    view = group.view(slot)
+    with torch.no_grad():
+        view.copy_(p.detach())
+    _point(p, view)
+    group.versions[offset] = (p.data_ptr(), p._version)
+    group.changed()
+
+
+def _take_back(module: nn.Module, store: HostStore) -> None:
+    """`offload` of an offloaded module: parameters replaced by tensors outside the store go back into their slots
+    (checked for all before anything is copied)."""
+    slots = {s.name: (g, s) for g in store.groups for s in g.slots}
+    todo = []
+    for pname, p in module.named_parameters():
+        if lookup(p) is not None:
+            continue
+        if pname not in slots:
+            log.info("offload: parameter %s was added after the module was offloaded; it stays where it is (%s)",
+                     pname, p.device)
+            continue
+        g, s = slots[pname]
+        if s.shape != tuple(p.shape) or g.dtype != p.dtype:
+            raise ValueError(f"offload: parameter {pname!r} is now {tuple(p.shape)} {p.dtype}, its slot in the host "
+                             f"store holds {s.shape} {g.dtype}. {_RESTORE_HINT}")
+        todo.append((p, g, s.offset))
+    for p, g, offset in todo:
+        take_back(p, g, offset)

@@ -50,10 +50,12 @@ aten = torch.ops.aten
 
 @dataclasses.dataclass(frozen=True)
 class InputLayout:
-    """Positions of the extra graph inputs the backend appends after the Dynamo inputs."""
+    """Positions of the extra graph inputs the backend appends after the Dynamo inputs (`GraphRuntime.inputs_for`
+    gives them in this order)."""
 
     slots: tuple[int, ...]          # arena slot of each streamed group, in Plan.streamed order
-    hosts: tuple[int, ...]          # host buffer of each streamed group, same order
+    hosts: tuple[int, ...]          # host window of each streamed group (of the group bound at the call), same order
+    next_hosts: dict[int, int]      # wrapped streamed group j -> host window of the group the next call reads
     residents: dict[str, int]       # group key -> its resident slot
 
     @staticmethod
@@ -61,8 +63,15 @@ class InputLayout:
         n = len(plan.streamed)
         slots = tuple(range(first, first + n))
         hosts = tuple(range(first + n, first + 2 * n))
+        wrapped = [j for j, g in enumerate(plan.streamed) if g.wrap_before is not None]
+        nxt = {j: first + 2 * n + i for i, j in enumerate(wrapped)}
         resident = [g.key for g in plan.groups if g.resident_bytes]
-        return InputLayout(slots, hosts, {k: first + 2 * n + i for i, k in enumerate(resident)})
+        base = first + 2 * n + len(wrapped)
+        return InputLayout(slots, hosts, nxt, {k: base + i for i, k in enumerate(resident)})
+
+    def names(self) -> list[str]:
+        return ([f"cf_slot_{j}" for j in range(len(self.slots))] + [f"cf_host_{j}" for j in range(len(self.hosts))]
+                + [f"cf_next_host_{j}" for j in self.next_hosts] + [f"cf_resident_{k}" for k in range(len(self.residents))])
 
 
 class ArenaLifetimeError(RuntimeError):
@@ -193,6 +202,14 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
             ks.add(anchor)
         return [placeholders[layout.slots[k]] for k in sorted(ks)]
 
+    # Each prefetch reads the output of the last collective wait before it: Inductor's schedulers sink waits (torch
+    # 2.14 moved them past independent prefetches, into the window) but never past a reader of their output.
+    waited = [w for w in waits_of_collectives if isinstance(w.meta.get("val"), torch.Tensor)]
+
+    def after(at: fx.Node) -> list[fx.Node]:
+        before = [w for w in waited if pos[w] < pos[at]]
+        return before[-1:]
+
     ops_before: dict[fx.Node, list] = {}
     for i, (_, nxt, j, seg) in enumerate(items):
         ops_before.setdefault(where[nxt, j, seg], []).append(("prefetch", j, i))
@@ -226,7 +243,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
                     item = slot.meta["val"].element_size()
                     base = g.stream_range[0]
                     n = node(torch.ops.cfcompile.prefetch_.default, (
-                        slot, fences(i), placeholders[layout.hosts[j]],
+                        slot, fences(i), after(target),
+                        placeholders[layout.next_hosts[j] if nxt else layout.hosts[j]],
                         [c.src_offset // item for c in copies], [(c.src_offset - base) // item for c in copies],
                         [c.nbytes // item for c in copies], j, overlap, phase))
                 else:

@@ -5,6 +5,7 @@ of the weights (`RESIDENTS`, one per device and host group, i.e. per model), and
 from __future__ import annotations
 
 import ctypes
+import logging
 import weakref
 
 import torch
@@ -13,6 +14,8 @@ from ..config import ALIGN, format_bytes
 from ..offload import _CudaArrayInterface
 from ..passes.plan import Plan
 from .ops import forget_slots
+
+log = logging.getLogger(__name__)
 
 
 def _retire(held: dict) -> None:
@@ -81,10 +84,18 @@ ARENAS = _ArenaPool()
 
 
 class _Resident:
-    """The device copy of bytes [lo, hi) of one host group."""
+    """The device copy of bytes [lo, hi) of one host group, as it was at ``generation``."""
 
     def __init__(self, group, lo: int, hi: int, buffer: torch.Tensor, refs: int):
         self.group, self.lo, self.hi, self.buffer, self.refs = group, lo, hi, buffer, refs
+        self.generation = group.generation
+
+    def refresh(self) -> None:
+        """Copy the group's bytes again if a weight of it changed since (`offload.Group.changed`)."""
+        if self.generation != self.group.generation:
+            item = self.buffer.element_size()
+            self.buffer[:(self.hi - self.lo) // item].copy_(self.group.device_view[self.lo // item:self.hi // item])
+            self.generation = self.group.generation
 
     @property
     def nbytes(self) -> int:
@@ -112,6 +123,7 @@ class _ResidentPool:
         key = self.key(device, group)
         e = self.entries.get(key)
         if e is not None and e.lo <= rng[0] and rng[1] <= e.hi:
+            e.refresh()
             e.refs += 1
             return key
         lo, hi = (min(rng[0], e.lo), max(rng[1], e.hi)) if e is not None else rng
@@ -137,6 +149,13 @@ class _ResidentPool:
     def bytes(self, device: torch.device | str | None = None) -> int:
         return sum(e.nbytes for k, e in self.entries.items() if device is None or k[0] == str(device))
 
+    def extra_bytes(self, device: torch.device, group, rng: tuple[int, int]) -> int:
+        """Device bytes that `acquire` of ``rng`` would add."""
+        e = self.entries.get(self.key(device, group))
+        if e is None:
+            return _round(rng[1] - rng[0])
+        return max(0, _round(max(rng[1], e.hi) - min(rng[0], e.lo)) - e.nbytes)
+
     def live(self) -> list["GraphRuntime"]:
         return [rt for rt in list(self.users) if not rt.closed]
 
@@ -144,13 +163,21 @@ class _ResidentPool:
 RESIDENTS = _ResidentPool()
 
 
-class GraphRuntime:
-    """The device memory of one compiled graph: an arena per dtype and the resident weights, allocated once.
+def _round(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
 
-    ``inputs`` are what the compiled code gets after the Dynamo inputs, in `InputLayout` order: one arena slot per
-    streamed group (views into the arena; groups that are never live together share bytes), each streamed group's
-    host buffer, and one resident slot per group with resident weights (a view of the group's device copy in
-    `RESIDENTS`, which other graphs of the model may read too).
+
+class GraphRuntime:
+    """The device memory of one compiled graph: an arena per dtype and the resident weights, and what it is given
+    on each call.
+
+    `inputs_for(binding)` are what the compiled code gets after the Dynamo inputs, in `InputLayout` order: one arena
+    slot per streamed group (views into the arena; groups that are never live together share bytes), each streamed
+    group's host window of the *bound* group (`runtime.binding`: Dynamo runs one graph for every module of the same
+    structure), the host window of the group the next call will read for each wrapped group (wrap-around), and one
+    resident slot per group with resident weights (a view of the bound group's device copy in `RESIDENTS`, shared
+    with the model's other graphs). A graph that serves several blocks keeps each block's resident chunks; under a
+    `memory_budget` the ones that do not fit are read from host memory instead (correct, slower; logged).
 
     `runtime.budget` sets ``budget``, ``activation_bytes``, ``floor_arena`` and ``last_call`` for graphs under a
     shared `MemoryBudget`; ``stale`` means its resident chunks were taken back and it must be planned again.
@@ -162,20 +189,14 @@ class GraphRuntime:
         self.group_keys = {RESIDENTS.key(device, g) for g in groups.values()}
         self.budget, self.activation_bytes, self.floor_arena, self.last_call = None, 0, {}, 0
         self.stale = self.closed = False
-
-        def alloc(nbytes: int, dt: str) -> torch.Tensor:
-            try:
-                return torch.empty(nbytes // getattr(torch, dt).itemsize, dtype=getattr(torch, dt), device=device)
-            except torch.OutOfMemoryError as e:
-                raise torch.OutOfMemoryError(
-                    f"chunkflow: allocating {format_bytes(nbytes)} on {device} for this graph's weights failed "
-                    f"(arena {format_bytes(plan.total_arena_bytes)} + resident "
-                    f"{format_bytes(plan.total_resident_bytes)}). Lower resident_fraction, prefetch_depth or "
-                    f"chunk_size. ({e})") from None
-
+        self._alloc = alloc = self._allocator()
         # What the finalizer gives back; filled as it is taken, so a failure half way gives back exactly that.
         self.held: dict = {"arenas": [], "residents": [], "slots": []}
         self.arena_keys: set[tuple[str, str]] = set()
+        self.bound: dict = {}          # (binding, next binding) -> (generations, inputs)
+        self.host_only: set = set()    # bindings whose resident weights did not fit: read from host memory
+        # the binding at trace time: each plan group is read from the group it was traced with, at its offsets
+        self.trace_binding = tuple((groups[g.key], 0) for g in plan.groups)
         try:
             self.arenas = {}
             for dt, n in plan.arena_bytes:
@@ -196,12 +217,27 @@ class GraphRuntime:
         if shared_arena:
             ARENAS.users.add(self)  # after its slots exist: a later graph growing the arena re-points them
         RESIDENTS.users.add(self)
-        self.hosts = [groups[g.key].device_view for g in plan.streamed]
-        self.rebind_residents()
+        self._streamed = [i for i, g in enumerate(plan.groups) if g.streamed_bytes]   # plan group of each slot
+        self._wrapped = [j for j, g in enumerate(plan.streamed) if g.wrap_before is not None]
+        self._resident = [i for i, g in enumerate(plan.groups) if g.resident_bytes]
         if device.type == "cuda":
             torch.cuda.current_stream(device).synchronize()
         # Wrap-around state is keyed by slot address: forget it when this arena goes, before the address is reused.
         self._finalizer = weakref.finalize(self, _retire, self.held)
+
+    def _allocator(self):
+        plan, device = self.plan, self.device
+
+        def alloc(nbytes: int, dt: str) -> torch.Tensor:
+            try:
+                return torch.empty(nbytes // getattr(torch, dt).itemsize, dtype=getattr(torch, dt), device=device)
+            except torch.OutOfMemoryError as e:
+                raise torch.OutOfMemoryError(
+                    f"chunkflow: allocating {format_bytes(nbytes)} on {device} for this graph's weights failed "
+                    f"(arena {format_bytes(plan.total_arena_bytes)} + resident "
+                    f"{format_bytes(plan.total_resident_bytes)}). Lower resident_fraction, prefetch_depth or "
+                    f"chunk_size. ({e})") from None
+        return alloc
 
     def _slots(self) -> list[torch.Tensor]:
         return [alias(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in self.plan.streamed]
@@ -212,20 +248,76 @@ class GraphRuntime:
         self.arenas[key[1]] = buffer
         self.slots = self._slots()
         self.held["slots"] = [t.data_ptr() for t in self.slots]
+        self.bound.clear()
 
     def rebind_residents(self) -> None:
-        """(Re)point the resident slots at the groups' device copies (after one grew)."""
-        self.residents = []
-        for g in self.plan.groups:
-            if g.resident_bytes:
-                e = RESIDENTS.entries[RESIDENTS.key(self.device, self.groups[g.key])]
-                self.residents.append(alias(e.buffer, g.resident_range[0] - e.lo, g.resident_bytes))
+        """A resident copy this graph reads moved (it grew): build the inputs again on the next call."""
+        self.bound.clear()
+
+    @property
+    def inputs(self) -> list[torch.Tensor]:
+        """The inputs for the weights the graph was traced with."""
+        return self.inputs_for(self.trace_binding)
+
+    def inputs_for(self, binding: tuple, following: tuple | None = None) -> list[torch.Tensor]:
+        """The extra inputs when the graph reads the host groups of ``binding`` (per plan group: (group, byte
+        shift)) and the next call will read those of ``following`` (default: the same)."""
+        following = binding if following is None else following
+        gens = tuple(g.generation for g, _ in binding)
+        hit = self.bound.get((binding, following))
+        if hit is not None and hit[0] == gens:
+            return hit[1]
+        plan = self.plan
+        hosts = [self._window(binding[i], plan.groups[i]) for i in self._streamed]
+        nexts = [self._window(following[self._streamed[j]], plan.streamed[j]) for j in self._wrapped]
+        residents = [self._resident_slot(binding, i) for i in self._resident]
+        inputs = [*self.slots, *hosts, *nexts, *residents]
+        self.bound[binding, following] = (gens, inputs)
+        return inputs
+
+    @staticmethod
+    def _window(bound: tuple, g) -> torch.Tensor:
+        """The bytes [shift, shift + end of the streamed range) of the bound host group: copies address them from
+        its start as they would the traced group's."""
+        group, shift = bound
+        return alias(group.device_view, shift, g.stream_range[1])
+
+    def _resident_slot(self, binding: tuple, i: int) -> torch.Tensor:
+        g = self.plan.groups[i]
+        group, shift = binding[i]
+        lo, hi = g.resident_range[0] + shift, g.resident_range[1] + shift
+        key = RESIDENTS.key(self.device, group)
+        if binding in self.host_only or (key not in self.held["residents"] and not self._fits(group, (lo, hi))):
+            self.host_only.add(binding)
+            return alias(group.device_view, lo, hi - lo)
+        if key not in self.held["residents"] or not (RESIDENTS.entries[key].lo <= lo and hi <= RESIDENTS.entries[key].hi):
+            self.held["residents"].append(RESIDENTS.acquire(self.device, group, (lo, hi), self._alloc))
+        e = RESIDENTS.entries[key]
+        e.refresh()
+        return alias(e.buffer, lo - e.lo, hi - lo)
+
+    def _fits(self, group, rng: tuple[int, int]) -> bool:
+        """Whether keeping ``rng`` of another bound group resident stays within the plan's memory budget."""
+        budget = self.budget.bytes if self.budget is not None else self.plan.memory_budget
+        if budget is None:
+            return True
+        from . import budget as shared   # what the device holds for this budget now, plus the new copy
+        used = shared.usage(self.budget)["peak_bytes"] if self.budget is not None else \
+            self.plan.total_arena_bytes + self.activation_bytes + sum(
+                RESIDENTS.entries[k].nbytes for k in set(self.held["residents"]))
+        ok = used + RESIDENTS.extra_bytes(self.device, group, rng) <= budget
+        if not ok:
+            log.warning("chunkflow: this graph also runs the weights of %s (one graph for several blocks); keeping "
+                        "their resident chunks too would exceed memory_budget %s, so they are read from host memory "
+                        "(slower). Compile with a larger budget or a lower resident_fraction.", group.key,
+                        format_bytes(budget))
+        return ok
 
     def evict(self) -> None:
         """Give the resident chunks back (a shared budget needs the room): the graph must be planned again before
         it runs (``stale``)."""
         self.stale = True
-        self.residents = []
+        self.bound.clear()
         for key in self.held["residents"]:
             RESIDENTS.release(key)
         self.held["residents"] = []
@@ -233,13 +325,10 @@ class GraphRuntime:
     def close(self) -> None:
         """Give everything back now (the graph is being replaced), not when it is collected."""
         self.closed = self.stale = True
-        self.slots, self.residents, self.hosts = [], [], []
+        self.slots = []
+        self.bound.clear()
         ARENAS.users.discard(self)
         RESIDENTS.users.discard(self)
         if self.budget is not None:
             self.budget.members.discard(self)
         self._finalizer()
-
-    @property
-    def inputs(self) -> list[torch.Tensor]:
-        return [*self.slots, *self.hosts, *self.residents]

@@ -161,10 +161,11 @@ def evict(victims) -> None:
 def register(rt: GraphRuntime, config: ChunkFlowConfig, reads, activation_bytes: int) -> None:
     """After ``rt`` is built: it counts in its `MemoryBudget` from now on."""
     touch(rt)
+    rt.activation_bytes = activation_bytes
     budget = _shared(config)
     if budget is None:
         return
-    rt.budget, rt.activation_bytes = budget, activation_bytes
+    rt.budget = budget
     rt.floor_arena = streaming_floor(reads, config)
     if budget.bytes is None:   # "auto", resolved by this first graph
         budget.bytes = rt.plan.memory_budget

@@ -1,7 +1,9 @@
 """The two custom ops the chunkflow pass inserts, and the copy stream they share.
 
-``cfcompile::prefetch_(slot, fences, src, src_offsets, dst_offsets, numels, event, overlap, phase)``
-    Copy ``src[so:so+n] -> slot[do:do+n]`` for each chunk. ``phase`` is for wrap-around: 1 = in the tail of a call,
+``cfcompile::prefetch_(slot, fences, after, src, src_offsets, dst_offsets, numels, event, overlap, phase)``
+    Copy ``src[so:so+n] -> slot[do:do+n]`` for each chunk. ``after``: tensors read (not used) only to order the
+    copy after the nodes that make them, e.g. the wait of the collective it must not overlap (the yield policy):
+    a data dependency holds whatever Inductor's schedulers reorder. ``phase`` is for wrap-around: 1 = in the tail of a call,
     for the next call (remembered as pending); 2 = at the start of a call, only if no tail copied it (the first call,
     or after a call that stopped early); 0 = always. On CUDA the copies go on the device's copy stream,
     which first waits for everything issued so far on the current stream (the arena bytes being overwritten were
@@ -29,6 +31,8 @@ keyed by what the compiled code was given, so an FX-graph-cache hit in a fresh p
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 import torch
@@ -36,6 +40,35 @@ import torch
 from . import timing
 
 _copy_streams: dict[int, torch.cuda.Stream] = {}
+_locks: dict[str, threading.RLock] = {}
+_ends: dict[int, torch.cuda.Event] = {}
+
+
+@contextlib.contextmanager
+def exclusive(device: torch.device):
+    """One chunkflow call at a time per device: every graph on it shares the arena, the resident copies, the copy
+    stream and the wrap-around state. Calls from other threads wait for the lock; a call on another CUDA stream also
+    waits (on the GPU) for the previous call's work, whichever stream issued it."""
+    key = str(device)
+    lock = _locks.get(key)
+    if lock is None:
+        lock = _locks.setdefault(key, threading.RLock())
+    with lock:
+        if device.type != "cuda":
+            yield
+            return
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        stream = torch.cuda.current_stream(index)
+        end = _ends.get(index)
+        if end is not None:
+            stream.wait_event(end)
+        try:
+            yield
+        finally:
+            if end is None:
+                end = _ends[index] = torch.cuda.Event()
+            end.record(stream)
+
 _events: dict[tuple[int, int], torch.cuda.Event] = {}
 
 
@@ -62,6 +95,12 @@ def _event(slot: torch.Tensor, event: int) -> torch.cuda.Event:
 _pending: dict[tuple, tuple[int, int, object]] = {}
 
 
+def forget_source(ptr: int, nbytes: int) -> None:
+    """Drop wrap-around copies made from host bytes [ptr, ptr + nbytes) (they changed since)."""
+    for k in [k for k in _pending if ptr <= k[1] < ptr + nbytes]:
+        del _pending[k]
+
+
 def forget_slots(pointers: list[int]) -> None:
     """Drop wrap-around state of slots whose memory is being freed or moved (the next arena there is new)."""
     ptrs = set(pointers)
@@ -78,7 +117,8 @@ def _overwritten(lo: int, hi: int) -> None:
 
 
 @torch.library.custom_op("cfcompile::prefetch_", mutates_args=("slot", "fences"))
-def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor, src_offsets: list[int],
+def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], after: list[torch.Tensor], src: torch.Tensor,
+              src_offsets: list[int],
               dst_offsets: list[int], numels: list[int], event: int, overlap: bool = True, phase: int = 0) -> None:
     cuda = slot.device.type == "cuda" and overlap
     if phase:
@@ -119,7 +159,7 @@ def prefetch_(slot: torch.Tensor, fences: list[torch.Tensor], src: torch.Tensor,
 
 
 @prefetch_.register_fake
-def _(slot, fences, src, src_offsets, dst_offsets, numels, event, overlap=True, phase=0) -> None:
+def _(slot, fences, after, src, src_offsets, dst_offsets, numels, event, overlap=True, phase=0) -> None:
     return None
 
 

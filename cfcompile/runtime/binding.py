@@ -1,0 +1,110 @@
+"""Call-time binding: which host groups a compiled graph streams from, decided from the weights it is called with.
+
+Dynamo lifts parameters as graph inputs, so one compiled graph serves every module of the same structure (each block
+compiled on its own, diffusers' ``compile_repeated_blocks``, a graph break inside every block, MoE experts). A plan
+belongs to a weight *layout* (each weight's byte offset in its group); on every call the `Binder` finds, for each
+plan group, the host group the call's weights live in and the shift of their offsets:
+
+    plan group "blocks.0:bf16" reads   w_q @ 0, w_k @ 4096, ...         (traced with block 0)
+    call with block 7's weights    ->  (group blocks.7:bf16, shift 0)     copies read block 7's host bytes
+    call with expert 3 of a block  ->  (group blocks.2:bf16, shift 3·E)   the same offsets, E bytes per expert
+
+All weights of a plan group must sit in one host group at the planned offsets plus one common shift; otherwise the
+call raises `LayoutMismatch` (the backend compiles a graph for that layout). Weights found outside the store
+(``module._parameters[name]`` replaced) are copied back into their slot when the group's other weights say where it
+is (`offload.take_back`), else the call raises naming the parameter.
+
+Change detection, per call: the weights' ``(data_ptr, _version)`` against the last call with the same weights (one
+list comparison); on a difference, against what the host group last accounted for (``Group.versions``): a changed
+weight bumps ``Group.generation``, which makes its resident copy refresh and its wrap-around copies drop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..offload import Group, lookup, take_back
+
+
+class LayoutMismatch(RuntimeError):
+    """The call's weights are laid out differently from the plan's (offsets that do not shift together)."""
+
+
+class Binder:
+    """Binds one compiled graph's plan groups to host groups on each call (see the module docstring)."""
+
+    def __init__(self, plan, names: dict[int, str] | None = None):
+        by_key: dict[str, list[tuple[int, int]]] = {}
+        for w in plan.weights:
+            by_key.setdefault(w.group, []).append((w.input_index, w.offset))
+        self.keys = [g.key for g in plan.groups]
+        self.members = [by_key.get(k, []) for k in self.keys]   # per plan group: (input index, planned offset)
+        self.indices = [i for m in self.members for i, _ in m]
+        self.names = names or {}                                  # input index -> the parameter's source, for errors
+        self._seen: dict[tuple, tuple[list[int], tuple]] = {}    # data pointers -> (versions, binding)
+
+    def bind(self, args) -> tuple[tuple[Group, int], ...]:
+        """Per plan group, (host group, byte shift) of this call's weights."""
+        ws = [args[i] for i in self.indices]
+        ptrs = tuple([w.data_ptr() for w in ws])
+        versions = [w._version for w in ws]
+        seen = self._seen.get(ptrs)
+        if seen is not None and seen[0] == versions:
+            return seen[1]
+        binding = self._bind(args)
+        ws = [args[i] for i in self.indices]   # weights taken back into the store have moved
+        ptrs = tuple([w.data_ptr() for w in ws])
+        if len(self._seen) > 4096:   # a graph reused for very many weight sets: keep the table bounded
+            self._seen.clear()
+        self._seen[ptrs] = ([w._version for w in ws], binding)
+        return binding
+
+    def _bind(self, args) -> tuple[tuple[Group, int], ...]:
+        out = []
+        for key, members in zip(self.keys, self.members):
+            group, shift, missing = None, 0, []
+            for i, offset in members:
+                found = lookup(args[i])
+                if found is None:
+                    missing.append((i, offset))
+                    continue
+                g, o = found
+                if group is None:
+                    group, shift = g, o - offset
+                elif g is not group or o - offset != shift:
+                    raise LayoutMismatch(
+                        f"chunkflow: the weights this graph reads as group {key} are laid out differently in this "
+                        f"call ({self._name(i)} is in {g.key} at byte {o}, expected {group.key} at "
+                        f"{offset + shift})")
+            if group is None:
+                i = members[0][0]
+                raise RuntimeError(
+                    f"chunkflow: the weight {self._name(i)} (and the others of its block) is not in cfcompile's host "
+                    f"store: it was replaced after cfcompile.offload (e.g. load_state_dict(assign=True), or a new "
+                    f"nn.Parameter set on the module). Call cfcompile.offload(model) again to copy the new weights "
+                    f"into the store, or cfcompile.restore(model) and offload it again.")
+            for i, offset in missing:   # replaced by a tensor outside the store: back into its slot
+                take_back(args[i], group, offset + shift)
+            changed = False
+            for i, offset in members:
+                now = (args[i].data_ptr(), args[i]._version)
+                if group.versions.get(offset + shift) != now:
+                    group.versions[offset + shift] = now
+                    changed = True
+            if changed:
+                group.changed()
+            out.append((group, shift))
+        return tuple(out)
+
+    def _name(self, i: int) -> str:
+        return self.names.get(i, f"graph input {i}")
+
+
+def source_names(gm: torch.fx.GraphModule) -> dict[int, str]:
+    """Graph input index -> Dynamo's name for it (``L['self']....weight``), for error messages."""
+    out = {}
+    for i, n in enumerate(gm.graph.find_nodes(op="placeholder")):
+        src = getattr(n, "_dynamo_source", None)
+        name = getattr(src, "name", None)
+        out[i] = (name() if callable(name) else name) if name is not None else n.name
+    return out

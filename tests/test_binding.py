@@ -1,0 +1,193 @@
+"""Call-time binding (`cfcompile.runtime.binding`): one compiled graph serves every block of the same structure, and
+weights changed after compiling are seen by the next call. Each case: compiled output == eager output of the module
+as it is at that call, on repeated calls."""
+
+import gc
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cfcompile
+from cfcompile.backend import compiled_graphs
+from cfcompile.offload import lookup
+from cfcompile.runtime.arena import RESIDENTS
+from toy import Block, toy
+
+OPTS = {"chunk_size": 4096}
+
+
+@pytest.fixture(autouse=True)
+def _no_graphs_of_earlier_tests():
+    gc.collect()   # graphs of earlier tests live in reference cycles until collected
+
+
+def same(fn, m, x, calls=2):
+    with torch.no_grad():
+        ref = m(x)
+        for _ in range(calls):
+            torch.testing.assert_close(fn(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def offloaded(**kw):
+    m, x = toy(**kw)
+    cfcompile.offload(m, "cpu")
+    return m, x
+
+
+@pytest.mark.parametrize("rf", [0.0, 0.5])
+def test_each_block_compiled_on_its_own_runs_its_own_weights(rf):
+    m, x = offloaded()
+    for b in m.blocks:
+        b.compile(backend="chunkflow", options={**OPTS, "resident_fraction": rf})
+    same(m, m, x, calls=3)
+    graphs = compiled_graphs()
+    assert len(graphs) == 1, "Dynamo runs one graph for the four blocks"
+    if rf:   # each block keeps its own resident chunks
+        assert len(set(graphs[0].chunkflow_runtime.held["residents"])) == 4
+        assert RESIDENTS.bytes() == 4 * graphs[0].chunkflow_plan.total_resident_bytes
+
+
+class BreakBlock(Block):
+    def forward(self, x):
+        q, k, v = self.qkv(self.norm(x)).chunk(3, -1)
+        x = x + self.proj(self.attend(q, k, v))
+        torch._dynamo.graph_break()
+        return x + self.ff2(F.gelu(self.ff1(x)))
+
+
+def test_a_graph_break_inside_every_block():
+    m, x = toy()
+    m.blocks = nn.ModuleList(BreakBlock(64) for _ in range(4)).eval()
+    cfcompile.offload(m, "cpu")
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
+    same(fn, m, x, calls=3)
+
+
+class MoE(nn.Module):
+    """Top-1 routing with a data-dependent branch per expert: a graph break at every expert call, and one graph
+    for all experts of all blocks (their weights at other offsets of the block's host group)."""
+
+    def __init__(self, d=64, experts=4):
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.router = nn.Linear(d, experts)
+        self.experts = nn.ModuleList(nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+                                     for _ in range(experts))
+
+    def forward(self, x):
+        h = self.norm(x)
+        choice = self.router(h).argmax(-1)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            mask = choice == e
+            if mask.any():          # data-dependent: graph break
+                out[mask] = expert(h[mask])
+        return x + out
+
+
+def test_moe_experts_through_one_graph():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(16, 64), MoE(), MoE(), nn.Linear(64, 16)).eval()
+    x = torch.randn(2, 32, 16)
+    cfcompile.offload(m, "cpu")
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": 0.3})
+    same(fn, m, x, calls=3)
+
+
+@pytest.mark.parametrize("rf", [0.0, 0.5])
+def test_weight_changes_after_compile(rf):
+    m, x = offloaded()
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": rf})
+    same(fn, m, x)
+    w = m.blocks[0].qkv.weight
+    d = torch.randn_like(w) * 0.1
+    w.data += d                                    # peft's fuse_lora
+    same(fn, m, x)
+    w.data -= d                                    # unfuse
+    same(fn, m, x)
+    w.data = w.data + d                            # a new tensor: copied into the store
+    assert lookup(w) is not None
+    same(fn, m, x)
+    with torch.no_grad():
+        m.blocks[2].ff1.weight.mul_(1.5)           # in place
+    same(fn, m, x)
+    sd = {k: v + 0.01 for k, v in m.state_dict().items()}
+    m.load_state_dict(sd)                          # copy_ into the host bytes
+    same(fn, m, x)
+    assert all(lookup(p) is not None for p in m.parameters())
+
+
+def test_parameters_replaced_by_new_objects_are_taken_back():
+    m, x = offloaded()
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
+    same(fn, m, x)
+    sd = {k: v * 0.9 for k, v in m.state_dict().items()}
+    # diffusers' loaders set `type(old)(new_value)` on the module: the next compiled call finds it outside the store
+    # and copies it into its slot (the block's other weights say where)
+    old = m.blocks[1].qkv.weight
+    m.blocks[1].qkv.weight = type(old)(old.detach() * 1.1, requires_grad=old.requires_grad)
+    same(fn, m, x)
+    assert lookup(m.blocks[1].qkv.weight) is not None
+    # a plain nn.Parameter: Dynamo compiles again (another type) and that graph reads it where it is: still equal
+    m.blocks[2].ff1.weight = nn.Parameter(m.blocks[2].ff1.weight.detach() * 0.8)
+    same(fn, m, x)
+    # a whole block replaced by objects of the store's type: nothing says where it belongs at call time
+    for name, p in m.blocks[3].named_parameters():
+        m.blocks[3].get_submodule(name.rsplit(".", 1)[0]).register_parameter(
+            name.rsplit(".", 1)[1], type(old)(p.detach() * 1.2, requires_grad=p.requires_grad))
+    with pytest.raises(Exception, match="offload\\(model\\) again"):
+        with torch.no_grad():
+            fn(x)
+    cfcompile.offload(m, "cpu")    # takes every replaced parameter back into the store
+    assert all(lookup(p) is not None for p in m.parameters())
+    same(fn, m, x)
+    m.load_state_dict(sd, assign=True)
+    cfcompile.offload(m, "cpu")
+    assert all(lookup(p) is not None for p in m.parameters())
+    same(fn, m, x)
+
+
+def test_casts_and_moves_are_refused_and_change_nothing():
+    m, x = offloaded()
+    store = cfcompile.store_of(m)
+    before = {n: (p.dtype, p.data_ptr()) for n, p in m.named_parameters()}
+    for cast in (lambda: m.to(torch.float64), lambda: m.half(), lambda: m.blocks[1].double(),
+                 lambda: m.to("meta")):
+        with pytest.raises(ValueError, match="restore"):
+            cast()
+        assert {n: (p.dtype, p.data_ptr()) for n, p in m.named_parameters()} == before
+        assert all(b.dtype == torch.float32 for b in m.buffers())
+    with pytest.raises(ValueError, match="restore"):
+        m.head.weight.data = m.head.weight.data.double()
+    m.to("cpu")                                    # where it already is: allowed, changes nothing
+    m.to(torch.float32)
+    assert cfcompile.store_of(m) is store and all(lookup(p) is not None for p in m.parameters())
+    cfcompile.restore(m)                           # then casts work as usual
+    m.to(torch.float64)
+    assert all(type(p) is nn.Parameter and p.dtype == torch.float64 for p in m.parameters())
+
+
+def test_threads_share_one_compiled_model():
+    m, x = offloaded()
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
+    xs = [torch.randn(2, 32, 16, generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    with torch.no_grad():
+        refs = [m(xi) for xi in xs]
+        fn(xs[0])
+    wrong = []
+
+    def worker(i):
+        with torch.no_grad():
+            for _ in range(100):
+                if not torch.allclose(fn(xs[i]), refs[i], rtol=1e-5, atol=1e-5):
+                    wrong.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
