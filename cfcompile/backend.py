@@ -25,7 +25,7 @@ import torch.fx as fx
 from .runtime import budget as shared
 from .runtime import timing
 from .runtime.arena import GraphRuntime
-from .runtime.binding import Binder, source_names
+from .runtime.binding import Binder, LayoutMismatch, source_names
 from .runtime.ops import exclusive
 from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
 from .costmodel.graph_costs import estimate_costs
@@ -165,18 +165,14 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
 
     def run(*args):
         with exclusive(device):
-            if state.rt is None or state.rt.stale:   # its resident chunks went to a graph planned later under the
-                #                                      same MemoryBudget (or planning it again failed on a call)
-                state.replan(args, run)
-            shared.touch(state.rt)
-            inputs = state.bind(args)
-            if state.marks is not None:
-                timing.mark(state.marks, "start", -1, device)
-            out = state.compiled(*args, *inputs)
-            if state.marks is not None:
-                timing.mark(state.marks, "end", -1, device)
-            if state.calibrating:
-                state.after_call(run)
+            graph, inputs = state.route(args, run)
+            if graph.marks is not None:
+                timing.mark(graph.marks, "start", -1, device)
+            out = graph.compiled(*args, *inputs)
+            if graph.marks is not None:
+                timing.mark(graph.marks, "end", -1, device)
+            if graph.calibrating:
+                graph.after_call(run)
             return out
 
     state.publish(run)
@@ -199,8 +195,44 @@ class _Compiled:
         self.marks: list | None = None      # timing marks while the calibration call runs
         self.calibration: dict | None = None
         self.names = source_names(gm)
+        self.variants: list[_Compiled] = []  # the same graph compiled for other weight layouts
         self.prev = None                    # the binding of the previous call
         self.next_of: dict = {}             # binding -> the binding of the call that followed it last time
+
+    def route(self, args, run) -> tuple["_Compiled", list]:
+        """This graph, or the variant compiled for weights laid out differently, and its inputs for ``args``."""
+        for graph in (self, *self.variants):
+            if graph.rt is None or graph.rt.stale:   # its resident chunks went to a graph planned later under the
+                #                                      same MemoryBudget (or planning it again failed on a call)
+                graph.replan(args, run if graph is self else None)
+            try:
+                inputs = graph.bind(args)
+            except LayoutMismatch as e:
+                log.debug("%s", e)
+                continue
+            shared.touch(graph.rt)
+            return graph, inputs
+        graph = self.variant(args)
+        shared.touch(graph.rt)
+        return graph, graph.bind(args)
+
+    def variant(self, args) -> "_Compiled":
+        """Plan and compile the same Dynamo graph for the layout of ``args``' weights (Dynamo gave this graph weights
+        whose offsets in their groups differ from the traced ones: a plan belongs to a layout)."""
+        reads = find_weight_reads(self.gm, args)
+        costs = estimate_costs(self.gm, args, self.profile, [r.input_index for r in reads])
+        plan, prediction, evicted = shared.plan_graph(reads, self.config, costs, self.profile, self.device,
+                                                      free_bytes=_free_bytes(self.device, self.config),
+                                                      collective_policy=self.policy)
+        shared.evict(evicted)
+        graph = _Compiled(self.gm, args, reads, self.config, self.patches, self.device, self.profile, self.policy)
+        graph.calibrating = False
+        graph.build(plan, prediction, costs, None)
+        graph.example_inputs = None
+        self.variants.append(graph)
+        log.info("chunkflow: compiled the graph again for weights laid out differently (variant %d)",
+                 len(self.variants))
+        return graph
 
     def bind(self, args) -> list:
         """The extra inputs for this call's weights (`runtime.binding`), with the wrap-around copies aimed at the
@@ -266,7 +298,8 @@ class _Compiled:
             self.build(plan, prediction, self.costs, None)
         finally:
             self.example_inputs = kept
-        self.publish(run)
+        if run is not None:
+            self.publish(run)
 
     def publish(self, run) -> None:
         run.chunkflow_plan = self.plan  # type: ignore[attr-defined]
@@ -277,6 +310,7 @@ class _Compiled:
         run.chunkflow_dump_dir = self.dump_dir  # type: ignore[attr-defined]
         run.chunkflow_layout = self.layout  # type: ignore[attr-defined]
         run.chunkflow_calibration = self.calibration  # type: ignore[attr-defined]
+        run.chunkflow_variants = self.variants  # type: ignore[attr-defined]   # for other weight layouts
 
     def after_call(self, run) -> None:
         """Calibration: the first call warms up; the second is timed per block; then the plan is made again from

@@ -25,6 +25,19 @@ import torch
 import torch.multiprocessing as mp
 
 
+def cpu_context_parallel_shim() -> None:
+    """Let diffusers' context parallelism run on CPU + gloo in this process (the harness's ranks only).
+
+    ``ModelMixin._resolve_parallel_config`` (diffusers 0.42) takes the mesh's device type from
+    ``torch._C._get_accelerator()`` and divides the rank by ``torch.accelerator.device_count()``. With no GPU, a CPU
+    build of torch reports ``cpu`` and 0 devices (``ZeroDivisionError``); a CUDA build reports ``cuda`` and 0 devices
+    (and the mesh would be a cuda mesh). With no usable accelerator both are made to say ``cpu``, 1 device: the mesh
+    becomes ``init_device_mesh("cpu", ...)`` (gloo), and the recorded device ``cpu:<rank>`` is only stored."""
+    if torch.accelerator.device_count() == 0:
+        torch.accelerator.device_count = lambda: 1
+        torch._C._get_accelerator = lambda *a, **k: torch.device("cpu")
+
+
 class RemoteTraceback(Exception):
     """The formatted traceback of an exception raised in another rank (attached as ``__cause__``)."""
 

@@ -50,6 +50,33 @@ def test_each_block_compiled_on_its_own_runs_its_own_weights(rf):
         assert RESIDENTS.bytes() == 4 * graphs[0].chunkflow_plan.total_resident_bytes
 
 
+class OrderedBlock(Block):
+    """A block whose layers are registered in either order: a swapped one has its weights at other offsets of its
+    host group (not shifted together), so the graph traced on the first block needs another plan for it."""
+
+    def __init__(self, d: int, swapped: bool):
+        if not swapped:
+            super().__init__(d)
+            return
+        nn.Module.__init__(self)
+        self.ff2 = nn.Linear(4 * d, d)
+        self.ff1 = nn.Linear(d, 4 * d)
+        self.proj = nn.Linear(d, d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.norm = nn.LayerNorm(d)
+
+
+def test_a_block_laid_out_differently_gets_its_own_plan():
+    m, x = toy()
+    m.blocks = nn.ModuleList(OrderedBlock(64, swapped=i % 2 == 1) for i in range(4)).eval()
+    cfcompile.offload(m, "cpu")
+    for b in m.blocks:
+        b.compile(backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
+    same(m, m, x, calls=3)
+    graphs = compiled_graphs()
+    assert len(graphs) == 1 and len(graphs[0].chunkflow_variants) == 1, "a variant for the swapped layout"
+
+
 class BreakBlock(Block):
     def forward(self, x):
         q, k, v = self.qkv(self.norm(x)).chunk(3, -1)

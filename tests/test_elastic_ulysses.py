@@ -184,8 +184,9 @@ def _diffusers_cp_worker(rank, world):
     from cfcompile.elastic import enable_ulysses
 
     enable_ulysses(_model_and_inputs("qwen-image")[0])      # routes diffusers' collectives for the process
-    if torch.accelerator.current_accelerator() is None:     # as in test_ulysses.py: diffusers divides by this
-        torch.accelerator.device_count = lambda: 1
+    from dist_harness import cpu_context_parallel_shim
+
+    cpu_context_parallel_shim()                             # as in test_ulysses.py: diffusers divides by this
     model, inputs = _model_and_inputs("qwen-image")
     model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
     inputs = {**inputs, "encoder_hidden_states_mask": _text_mask()}

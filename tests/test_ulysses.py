@@ -28,7 +28,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from cfcompile.presets import Workload, get_preset  # noqa: E402
-from dist_harness import run_distributed  # noqa: E402
+from dist_harness import cpu_context_parallel_shim, run_distributed  # noqa: E402
 
 WORLD = 2
 # 64 x 64 px -> 4 x 4 packed tokens = 16 image tokens, 8 text tokens: both split over 2 ranks (the preset checks).
@@ -45,8 +45,7 @@ def _model_and_inputs(name: str = "flux"):
 
 def _cp_on_cpu_shim():
     """diffusers divides the rank by ``torch.accelerator.device_count()``, 0 without an accelerator (see above)."""
-    if torch.accelerator.current_accelerator() is None:
-        torch.accelerator.device_count = lambda: 1
+    cpu_context_parallel_shim()
 
 
 def _collectives(gm) -> dict[str, int]:

@@ -50,8 +50,14 @@ class Binder:
         versions = [w._version for w in ws]
         seen = self._seen.get(ptrs)
         if seen is not None and seen[0] == versions:
+            if seen[1] is None:
+                raise LayoutMismatch("chunkflow: these weights are laid out differently (seen before)")
             return seen[1]
-        binding = self._bind(args)
+        try:
+            binding = self._bind(args)
+        except LayoutMismatch:
+            self._seen[ptrs] = (versions, None)
+            raise
         ws = [args[i] for i in self.indices]   # weights taken back into the store have moved
         ptrs = tuple([w.data_ptr() for w in ws])
         if len(self._seen) > 4096:   # a graph reused for very many weight sets: keep the table bounded

@@ -1,0 +1,244 @@
+"""Call-time binding (`cfcompile.runtime.binding`) on small diffusers transformers: the toy-model cases of
+tests/test_binding.py through diffusers' own APIs.
+
+1. Regional compilation (``compile_repeated_blocks``) of an offloaded tiny Flux: one chunkflow graph per block
+   structure serves every block of that structure, each call reading its own block's weights.
+2. An MoE transformer whose routing breaks the graph at every expert (HiDream-I1's ``MOEFeedForwardSwiGLU.moe_infer``
+   calls ``.cpu().numpy()``), compiled whole.
+3. LoRA through diffusers' API on an offloaded, compiled tiny Flux: load, adapter weights, fuse / unfuse (in-place
+   changes of offloaded weights), a second adapter, switching, unload.
+4. Refusals: diffusers' layerwise casting and group offloading, and casts of an offloaded model, are refused with
+   nothing changed.
+
+Each comparison: the chunkflow-compiled output equals the eager output of the model as it is at that moment, on
+repeated calls (fp32 on the CPU).
+"""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+import cfcompile  # noqa: E402
+from cfcompile.backend import compiled_graphs  # noqa: E402
+from cfcompile.offload import lookup  # noqa: E402
+from cfcompile.presets import Workload, get_preset  # noqa: E402
+from cfcompile.runtime.binding import Binder  # noqa: E402
+
+OPTS = {"chunk_size": 8192, "resident_fraction": 0.5}
+TOL = dict(rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(tmp_path, monkeypatch):
+    # graphs of earlier tests live in reference cycles until collected; a fresh Inductor cache so the chunkflow
+    # pass really runs (no FX-graph-cache hit from another session)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor_cache"))
+    gc.collect()
+    yield
+
+
+@pytest.fixture
+def binds(monkeypatch):
+    """Counts the calls that went through a chunkflow graph reading offloaded weights (`Binder.bind` runs once per
+    such call): a compiled call that fell back to eager would not count."""
+    count = [0]
+    orig = Binder.bind
+
+    def bind(self, args):
+        count[0] += 1
+        return orig(self, args)
+
+    monkeypatch.setattr(Binder, "bind", bind)
+    return count
+
+
+def _first(out):
+    return out[0] if isinstance(out, (tuple, list)) else out.sample
+
+
+def same(fn, model, inputs, binds=None, calls=2):
+    """``fn(**inputs)`` equals the eager output of ``model`` now, on ``calls`` calls, each through chunkflow."""
+    with torch.no_grad():
+        with torch.compiler.set_stance("force_eager"):   # the model as it is, whatever is compiled in it
+            ref = _first(model(**inputs))
+        for _ in range(calls):
+            before = binds[0] if binds is not None else None
+            out = _first(fn(**inputs))
+            torch.testing.assert_close(out, ref, **TOL)
+            if binds is not None:
+                assert binds[0] > before, "the compiled call did not run a chunkflow graph"
+    return ref
+
+
+def tiny_flux(**overrides):
+    preset = get_preset("flux")
+    model = preset.build("cpu", torch.float32, tiny=True, **overrides)
+    inputs = preset.inputs(model.config, Workload(height=128, width=128, text_tokens=16), "cpu", torch.float32)
+    return model, inputs
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. Regional compilation: one graph per block structure
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_flux_compile_repeated_blocks(binds):
+    model, inputs = tiny_flux(num_layers=2, num_single_layers=2)   # 2 double- + 2 single-stream blocks
+    blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
+    cfcompile.offload(model, "cpu")
+    model.compile_repeated_blocks(backend="chunkflow", options=OPTS)
+    same(model, model, inputs, binds, calls=3)
+    assert binds[0] >= 3 * len(blocks)   # every block of every call through a chunkflow graph
+    gc.collect()
+    graphs = compiled_graphs()
+    assert 1 <= len(graphs) < len(blocks), f"{len(graphs)} graphs for {len(blocks)} blocks"
+    # a weight of one block changed after compiling: the graph that serves it sees the change, the other blocks
+    # keep theirs
+    w = model.transformer_blocks[1].attn.to_q.weight
+    w.data += 0.1 * torch.randn_like(w)
+    same(model, model, inputs, binds)
+    with torch.no_grad():
+        model.single_transformer_blocks[0].proj_mlp.weight.mul_(1.5)
+    same(model, model, inputs, binds)
+    assert all(lookup(p) is not None for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. MoE with a graph break at every expert
+# ---------------------------------------------------------------------------------------------------------------
+
+def tiny_hidream():
+    from diffusers import HiDreamImageTransformer2DModel
+
+    torch.manual_seed(0)
+    # inner dim 4 x 8 = 32; the rope axes (4, 2, 2) sum to the head dim; llama_layers names one Llama hidden state
+    # per block (2 blocks); caption_channels = [T5 width, Llama width].
+    model = HiDreamImageTransformer2DModel(
+        patch_size=2, in_channels=4, out_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=8,
+        num_attention_heads=4, caption_channels=[8, 4], text_emb_dim=8, num_routed_experts=4,
+        num_activated_experts=2, axes_dims_rope=(4, 2, 2), max_resolution=(32, 32), llama_layers=(0, 1)).eval()
+    # forward(hidden_states (B, C, H, W) latent, square: patchified inside; timesteps (B,); T5 (B, T, 8);
+    # Llama (len(llama_layers), B, T, 4); pooled (B, text_emb_dim))
+    B, T = 1, 8
+    inputs = dict(hidden_states=torch.randn(B, 4, 8, 8), timesteps=torch.tensor([500]),
+                  encoder_hidden_states_t5=torch.randn(B, T, 8), encoder_hidden_states_llama3=torch.randn(2, B, T, 4),
+                  pooled_embeds=torch.randn(B, 8), return_dict=False)
+    return model, inputs
+
+
+def test_hidream_moe_with_graph_breaks(binds):
+    model, inputs = tiny_hidream()
+    cfcompile.offload(model, "cpu")
+    fn = torch.compile(model, backend="chunkflow", options=OPTS)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        same(fn, model, inputs, binds, calls=3)
+    gc.collect()
+    graphs = compiled_graphs()
+    # 2 blocks x 4 experts: the expert calls run through graphs shared between experts
+    assert len(graphs) >= 2
+    w = model.double_stream_blocks[0].block.ff_i.experts[1].w1.weight
+    w.data += 0.1 * torch.randn_like(w)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        same(fn, model, inputs, binds)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. LoRA through diffusers' API
+# ---------------------------------------------------------------------------------------------------------------
+
+def lora_state_dict(seed: int, r: int = 4):
+    """A random LoRA for the tiny Flux: peft's keys (``...to_q.lora_A.weight``), lora_B non-zero."""
+    import peft
+
+    twin, _ = tiny_flux()
+    twin.add_adapter(peft.LoraConfig(r=r, lora_alpha=r, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                     init_lora_weights=False))
+    g = torch.Generator().manual_seed(seed)
+    sd = peft.get_peft_model_state_dict(twin)
+    return {k: (torch.randn(v.shape, generator=g) * 0.2 if "lora_B" in k else v.clone()) for k, v in sd.items()}
+
+
+def test_flux_lora_load_scale_fuse_unfuse_switch_unload(binds):
+    sd_a, sd_b = lora_state_dict(1), lora_state_dict(2, r=2)
+    model, inputs = tiny_flux()
+    cfcompile.offload(model, "cpu")
+    fn = torch.compile(model, backend="chunkflow", options=OPTS)
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        base = same(fn, model, inputs, binds)
+
+        model.load_lora_adapter(sd_a, adapter_name="a", prefix=None)
+        with_a = same(fn, model, inputs, binds)
+        assert not torch.allclose(with_a, base, **TOL), "the LoRA changes nothing: the test would see nothing"
+        model.set_adapters(["a"], weights=[0.5])
+        same(fn, model, inputs, binds)
+
+        model.fuse_lora(lora_scale=1.0)              # adds the delta into the offloaded base weights, in place
+        fused = same(fn, model, inputs, binds)
+        model.unfuse_lora()
+        same(fn, model, inputs, binds)
+
+        model.load_lora_adapter(sd_b, adapter_name="b", prefix=None)
+        model.set_adapters(["b"])
+        with_b = same(fn, model, inputs, binds)
+        model.set_adapters(["a"])
+        same(fn, model, inputs, binds)
+        model.set_adapters(["a", "b"], weights=[0.5, 1.0])
+        same(fn, model, inputs, binds)
+
+        model.unload_lora()
+        after = same(fn, model, inputs, binds)
+    torch.testing.assert_close(after, base, **TOL)   # unfuse restored the base weights
+    assert not torch.allclose(with_b, with_a, **TOL) and not torch.allclose(fused, base, **TOL)
+    assert all(lookup(p) is not None for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. Refusals
+# ---------------------------------------------------------------------------------------------------------------
+
+def _state(model):
+    return {n: (p.dtype, p.data_ptr()) for n, p in model.named_parameters()}
+
+
+def test_flux_casting_and_group_offload_refused():
+    # hooks present at offload time: refused, nothing changed
+    model, inputs = tiny_flux()
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    with pytest.raises(ValueError, match="enable_layerwise_casting"):
+        cfcompile.offload(model, "cpu")
+    assert cfcompile.store_of(model) is None
+
+    model, inputs = tiny_flux()
+    model.enable_group_offload(onload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1)
+    before = _state(model)
+    with pytest.raises(ValueError, match="enable_group_offload"):
+        cfcompile.offload(model, "cpu")
+    assert cfcompile.store_of(model) is None and _state(model) == before
+
+    # after offload: refused before anything moves
+    model, inputs = tiny_flux()
+    with torch.no_grad():
+        ref = _first(model(**inputs))
+    store = cfcompile.offload(model, "cpu")
+    before = _state(model)
+
+    def unchanged():
+        assert _state(model) == before
+        assert cfcompile.store_of(model) is store
+        assert all(lookup(p) is not None for p in model.parameters())
+        with torch.no_grad():
+            torch.testing.assert_close(_first(model(**inputs)), ref, rtol=0, atol=0)
+
+    with pytest.raises(ValueError, match="restore"):
+        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
+    unchanged()
+    with pytest.raises(ValueError, match="restore"):
+        model.to(torch.bfloat16)
+    unchanged()
+    with pytest.raises(ValueError, match="restore"):
+        model.half()
+    unchanged()
