@@ -7,7 +7,9 @@ process. The method is bench_flux_offload.py's (common.time_steps, h2d_bandwidth
     python benchmarks/bench_offload.py --model flux --tiny --device cpu --configs inductor,chunkflow:0.5 --iters 2
 
 Configs: ``inductor``; ``chunkflow:<resident_fraction>[:<chunk_size>]``; ``budget:<bytes>`` (chunkflow with
-``memory_budget``); ``group``. Chunkflow rows also carry the backend's prediction (``predicted_step_ms``,
+``memory_budget``); ``regional:<resident_fraction>`` and ``regional-budget:<bytes>`` (the same through diffusers'
+regional compilation, ``model.compile_repeated_blocks(backend=chunkflow, options=...)``: one graph per block class);
+``group``. Chunkflow rows also carry the backend's prediction (``predicted_step_ms``,
 ``predicted_peak_gib``) when the compiled graph has one. Writes $OUT/<model>_<tokens>.json after every row
 (``--tiny``: <model>-tiny_<tokens>.json, so smoke tests never overwrite real results). A config that fails is
 recorded with its error and the others still run; the exit status is 1 then. Ratios are only comparable within one
@@ -57,6 +59,11 @@ def parse_configs(spec: str, device: str, chunk_size: str) -> list[tuple[str, st
             out.append(("chunkflow", f"chunkflow rf={rf} chunk={cs}", {"resident_fraction": rf, "chunk_size": cs}))
         elif kind == "budget" and len(args) == 1:
             out.append(("chunkflow", f"chunkflow budget={args[0]}", {"memory_budget": args[0]}))
+        elif kind == "regional" and len(args) == 1:
+            out.append(("chunkflow", f"regional rf={float(args[0])} chunk={chunk_size}",
+                        {"resident_fraction": float(args[0]), "chunk_size": chunk_size, "regional": True}))
+        elif kind == "regional-budget" and len(args) == 1:
+            out.append(("chunkflow", f"regional budget={args[0]}", {"memory_budget": args[0], "regional": True}))
         elif kind == "group" and not args:
             if device != "cuda":
                 raise SystemExit("--configs group: diffusers group offloading needs --device cuda")
@@ -154,13 +161,24 @@ def main() -> int:
         # device memory held before this config (an earlier graph's arena still alive would show here)
         allocated_before = torch.cuda.memory_allocated() / 2**30 if cuda else None
         # The backend function itself: works from a source checkout too (the "chunkflow" name needs pip install).
-        fn = torch.compile(model, backend=chunkflow_backend, options=options)
-        r = timer(lambda: fn(**inputs), iters=args.iters)
-        new = [g for g in compiled_graphs() if not any(g is b for b in before)]
-        g = compiled_graphs()[-1]
+        options = dict(options)
+        if options.pop("regional", False):   # diffusers' regional compilation: blocks compiled, the rest eager
+            model.compile_repeated_blocks(backend=chunkflow_backend, options=options)
+            fn = model
+        else:
+            fn = torch.compile(model, backend=chunkflow_backend, options=options)
+        try:
+            r = timer(lambda: fn(**inputs), iters=args.iters)
+            new = [g for g in compiled_graphs() if not any(g is b for b in before)]
+            out = fn(**inputs)[0].float()
+        finally:
+            for m in model.modules():
+                m._compiled_call_impl = None
+        g = new[-1]
         plan, pred = g.chunkflow_plan, getattr(g, "chunkflow_prediction", None)
-        streamed = plan.streamed_bytes
-        out = fn(**inputs)[0].float()
+        # a graph serving n blocks streams its plan n times per call of the model
+        calls = {id(gr): len(gr.chunkflow_runtime.bound) or 1 for gr in new}
+        streamed = sum(gr.chunkflow_plan.streamed_bytes * calls[id(gr)] for gr in new)
         err = (out - ref).abs().max().item() / ref.abs().max().item() if ref is not None else None
         floors = [x for x in (inductor_ms, streamed / (bw * 1e9) * 1e3 if bw else None) if x is not None]
         floor_ms = max(floors) if floors else None
@@ -168,7 +186,7 @@ def main() -> int:
                resident_gib=plan.total_resident_bytes / 2**30,
                achieved_h2d_gbs=streamed / (r["step_ms"] / 1e3) / 1e9 if cuda else None, floor_ms=floor_ms,
                vs_floor=r["step_ms"] / floor_ms if floor_ms else None, rel_err_vs_inductor=err,
-               predicted_step_ms=getattr(pred, "step_ms", None),
+               predicted_step_ms=getattr(pred, "step_ms", None), bindings=[calls[id(gr)] for gr in new],
                predicted_peak_gib=peak / 2**30 if (peak := getattr(pred, "peak_bytes", None)) is not None else None)
 
     def attempt(label, fn):

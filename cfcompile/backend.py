@@ -15,6 +15,7 @@ A graph that reads no offloaded weight is compiled by plain Inductor (with the u
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import weakref
 from typing import Any, Callable, Sequence
@@ -24,7 +25,7 @@ import torch.fx as fx
 
 from .runtime import budget as shared
 from .runtime import timing
-from .runtime.arena import GraphRuntime
+from .runtime.arena import GraphRuntime, NoRoom
 from .runtime.binding import Binder, LayoutMismatch, source_names
 from .runtime.ops import exclusive
 from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
@@ -196,6 +197,7 @@ class _Compiled:
         self.calibration: dict | None = None
         self.names = source_names(gm)
         self.variants: list[_Compiled] = []  # the same graph compiled for other weight layouts
+        self.lean: _Compiled | None = None   # ... and with nothing resident, for blocks that do not fit the budget
         self.prev = None                    # the binding of the previous call
         self.next_of: dict = {}             # binding -> the binding of the call that followed it last time
 
@@ -210,26 +212,36 @@ class _Compiled:
             except LayoutMismatch as e:
                 log.debug("%s", e)
                 continue
+            except NoRoom as e:
+                graph = self.lean or self.variant(args, lean=True)
+                log.info("chunkflow: keeping the resident chunks of %s too would exceed the memory budget of this "
+                         "graph (it serves several blocks); streaming them all", e)
+                inputs = graph.bind(args)
             shared.touch(graph.rt)
             return graph, inputs
         graph = self.variant(args)
         shared.touch(graph.rt)
         return graph, graph.bind(args)
 
-    def variant(self, args) -> "_Compiled":
+    def variant(self, args, lean: bool = False) -> "_Compiled":
         """Plan and compile the same Dynamo graph for the layout of ``args``' weights (Dynamo gave this graph weights
-        whose offsets in their groups differ from the traced ones: a plan belongs to a layout)."""
+        whose offsets in their groups differ from the traced ones: a plan belongs to a layout); ``lean``: with
+        nothing resident, for blocks whose resident chunks do not fit the budget."""
+        config = dataclasses.replace(self.config, memory_budget=None, resident_fraction=0.0) if lean else self.config
         reads = find_weight_reads(self.gm, args)
         costs = estimate_costs(self.gm, args, self.profile, [r.input_index for r in reads])
-        plan, prediction, evicted = shared.plan_graph(reads, self.config, costs, self.profile, self.device,
-                                                      free_bytes=_free_bytes(self.device, self.config),
+        plan, prediction, evicted = shared.plan_graph(reads, config, costs, self.profile, self.device,
+                                                      free_bytes=_free_bytes(self.device, config),
                                                       collective_policy=self.policy)
         shared.evict(evicted)
-        graph = _Compiled(self.gm, args, reads, self.config, self.patches, self.device, self.profile, self.policy)
+        graph = _Compiled(self.gm, args, reads, config, self.patches, self.device, self.profile, self.policy)
         graph.calibrating = False
         graph.build(plan, prediction, costs, None)
         graph.example_inputs = None
-        self.variants.append(graph)
+        if lean:
+            self.lean = graph
+        else:
+            self.variants.append(graph)
         log.info("chunkflow: compiled the graph again for weights laid out differently (variant %d)",
                  len(self.variants))
         return graph
@@ -311,6 +323,7 @@ class _Compiled:
         run.chunkflow_layout = self.layout  # type: ignore[attr-defined]
         run.chunkflow_calibration = self.calibration  # type: ignore[attr-defined]
         run.chunkflow_variants = self.variants  # type: ignore[attr-defined]   # for other weight layouts
+        run.chunkflow_state = self  # type: ignore[attr-defined]
 
     def after_call(self, run) -> None:
         """Calibration: the first call warms up; the second is timed per block; then the plan is made again from

@@ -77,6 +77,19 @@ def test_a_block_laid_out_differently_gets_its_own_plan():
     assert len(graphs) == 1 and len(graphs[0].chunkflow_variants) == 1, "a variant for the swapped layout"
 
 
+def test_blocks_whose_resident_chunks_do_not_fit_the_budget_stream():
+    m, x = offloaded()
+    block = sum(p.numel() * 4 for p in m.blocks[0].parameters())
+    # room for about two blocks' worth of resident chunks: the first blocks keep theirs, the rest stream
+    for b in m.blocks:
+        b.compile(backend="chunkflow", options={"chunk_size": 4096, "memory_budget": int(2.6 * block)})
+    same(m, m, x, calls=3)
+    state = compiled_graphs()[0].chunkflow_state
+    assert state.plan.total_resident_bytes > 0
+    assert state.lean is not None and state.lean.plan.total_resident_bytes == 0
+    assert 0 < len(state.rt.bound) < 4 and state.rt.no_room
+
+
 class BreakBlock(Block):
     def forward(self, x):
         q, k, v = self.qkv(self.norm(x)).chunk(3, -1)

@@ -167,6 +167,10 @@ def _round(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+class NoRoom(RuntimeError):
+    """Keeping another bound group's resident chunks would exceed the graph's memory budget."""
+
+
 class GraphRuntime:
     """The device memory of one compiled graph: an arena per dtype and the resident weights, and what it is given
     on each call.
@@ -177,7 +181,8 @@ class GraphRuntime:
     structure), the host window of the group the next call will read for each wrapped group (wrap-around), and one
     resident slot per group with resident weights (a view of the bound group's device copy in `RESIDENTS`, shared
     with the model's other graphs). A graph that serves several blocks keeps each block's resident chunks; under a
-    `memory_budget` the ones that do not fit are read from host memory instead (correct, slower; logged).
+    `memory_budget`, a block whose resident chunks would not fit raises `NoRoom` and the backend runs it through a
+    variant of the graph that streams everything.
 
     `runtime.budget` sets ``budget``, ``activation_bytes``, ``floor_arena`` and ``last_call`` for graphs under a
     shared `MemoryBudget`; ``stale`` means its resident chunks were taken back and it must be planned again.
@@ -194,7 +199,7 @@ class GraphRuntime:
         self.held: dict = {"arenas": [], "residents": [], "slots": []}
         self.arena_keys: set[tuple[str, str]] = set()
         self.bound: dict = {}          # (binding, next binding) -> (generations, inputs)
-        self.host_only: set = set()    # bindings whose resident weights did not fit: read from host memory
+        self.no_room: set = set()      # bindings whose resident chunks do not fit the budget
         # the binding at trace time: each plan group is read from the group it was traced with, at its offsets
         self.trace_binding = tuple((groups[g.key], 0) for g in plan.groups)
         try:
@@ -263,6 +268,8 @@ class GraphRuntime:
         """The extra inputs when the graph reads the host groups of ``binding`` (per plan group: (group, byte
         shift)) and the next call will read those of ``following`` (default: the same)."""
         following = binding if following is None else following
+        if binding in self.no_room:
+            raise NoRoom(binding[0][0].key)
         gens = tuple(g.generation for g, _ in binding)
         hit = self.bound.get((binding, following))
         if hit is not None and hit[0] == gens:
@@ -270,7 +277,11 @@ class GraphRuntime:
         plan = self.plan
         hosts = [self._window(binding[i], plan.groups[i]) for i in self._streamed]
         nexts = [self._window(following[self._streamed[j]], plan.streamed[j]) for j in self._wrapped]
-        residents = [self._resident_slot(binding, i) for i in self._resident]
+        try:
+            residents = [self._resident_slot(binding, i) for i in self._resident]
+        except NoRoom:
+            self.no_room.add(binding)
+            raise
         inputs = [*self.slots, *hosts, *nexts, *residents]
         self.bound[binding, following] = (gens, inputs)
         return inputs
@@ -287,9 +298,8 @@ class GraphRuntime:
         group, shift = binding[i]
         lo, hi = g.resident_range[0] + shift, g.resident_range[1] + shift
         key = RESIDENTS.key(self.device, group)
-        if binding in self.host_only or (key not in self.held["residents"] and not self._fits(group, (lo, hi))):
-            self.host_only.add(binding)
-            return alias(group.device_view, lo, hi - lo)
+        if key not in self.held["residents"] and not self._fits(group, (lo, hi)):
+            raise NoRoom(group.key)
         if key not in self.held["residents"] or not (RESIDENTS.entries[key].lo <= lo and hi <= RESIDENTS.entries[key].hi):
             self.held["residents"].append(RESIDENTS.acquire(self.device, group, (lo, hi), self._alloc))
         e = RESIDENTS.entries[key]
@@ -306,11 +316,6 @@ class GraphRuntime:
             self.plan.total_arena_bytes + self.activation_bytes + sum(
                 RESIDENTS.entries[k].nbytes for k in set(self.held["residents"]))
         ok = used + RESIDENTS.extra_bytes(self.device, group, rng) <= budget
-        if not ok:
-            log.warning("chunkflow: this graph also runs the weights of %s (one graph for several blocks); keeping "
-                        "their resident chunks too would exceed memory_budget %s, so they are read from host memory "
-                        "(slower). Compile with a larger budget or a lower resident_fraction.", group.key,
-                        format_bytes(budget))
         return ok
 
     def evict(self) -> None:
@@ -318,6 +323,7 @@ class GraphRuntime:
         it runs (``stale``)."""
         self.stale = True
         self.bound.clear()
+        self.no_room.clear()
         for key in self.held["residents"]:
             RESIDENTS.release(key)
         self.held["residents"] = []
