@@ -1,0 +1,145 @@
+"""A LoRA swap on an offloaded, compiled DiT (random weights), and what call-time binding costs per call.
+
+    python benchmarks/bench_lora.py --model flux --height 512 --width 512 --rank 64 --resident-fraction 0.5
+    python benchmarks/bench_lora.py --model flux --tiny --device cpu --rank 4
+
+After each of: compile, load a random rank-r LoRA with diffusers' ``load_lora_adapter``, ``fuse_lora``,
+``unfuse_lora``, ``unload_lora``: the compiled output against the eager output of the model as it is then (eager
+reads the offloaded weights from host memory: the reference by construction), as max |diff| / max |eager|, and the
+compiled step time. Then the binding cost: ``Binder.bind`` + ``GraphRuntime.inputs_for`` of the largest graph, timed
+alone over 1000 calls (the check a call makes before launching its kernels), against the step time.
+Writes $OUT/lora_<model>_<tokens>.json after every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_offload import environment_cpu, time_steps_cpu  # noqa: E402
+from common import environment, time_steps, write  # noqa: E402
+
+import cfcompile  # noqa: E402
+from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
+from cfcompile.presets import Workload, get_preset  # noqa: E402
+
+TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def random_lora(model, rank: int, seed: int) -> dict:
+    """A diffusers-format LoRA state dict for ``model``'s attention projections, random A and B."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Linear) and any(name.endswith(t) for t in TARGETS):
+            a = torch.randn(rank, m.in_features, generator=g) / m.in_features ** 0.5
+            b = torch.randn(m.out_features, rank, generator=g) * 0.02
+            out[f"{name}.lora_A.weight"] = a.to(m.weight.dtype)
+            out[f"{name}.lora_B.weight"] = b.to(m.weight.dtype)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="flux")
+    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--resident-fraction", type=float, default=0.5)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--tiny", action="store_true")
+    p.add_argument("--regional", action="store_true", help="diffusers' compile_repeated_blocks instead of the whole "
+                   "model (one graph per block class: faster to compile, and every block goes through binding)")
+    args = p.parse_args()
+    cuda = args.device == "cuda"
+    device, dtype = torch.device(args.device), (torch.bfloat16 if cuda else torch.float32)
+    timer, env = (time_steps, environment()) if cuda else (time_steps_cpu, environment_cpu())
+    preset = get_preset(args.model)
+    workload = Workload(height=args.height, width=args.width)
+    model = preset.build(device, dtype, tiny=args.tiny)
+    inputs = preset.inputs(model.config, workload, device, dtype)
+    tokens = preset.tokens(workload)
+    name = f"lora_{args.model}{'-tiny' if args.tiny else ''}_{tokens}.json"
+    cfcompile.offload(model, device=device)
+    options = {"resident_fraction": args.resident_fraction, **({"chunk_size": "8KiB"} if args.tiny else {})}
+    if args.regional:
+        model.compile_repeated_blocks(backend=chunkflow_backend, options=options)
+        fn = model
+    else:
+        fn = torch.compile(model, backend=chunkflow_backend, options=options)
+    rows: list[dict] = []
+    # time spent binding (finding the weights' host groups, checking for changes, building the extra inputs)
+    from cfcompile.backend import _Compiled
+    spent = [0.0]
+    bind = _Compiled.bind
+
+    def timed_bind(self, a):
+        t0 = time.perf_counter()
+        try:
+            return bind(self, a)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
+    _Compiled.bind = timed_bind
+
+    def eager_call():
+        """The model without its compiled blocks (regional compilation sets ``_compiled_call_impl``)."""
+        saved = {m: m._compiled_call_impl for m in model.modules() if m._compiled_call_impl is not None}
+        try:
+            for m in saved:
+                m._compiled_call_impl = None
+            return model(**inputs)[0].float()
+        finally:
+            for m, impl in saved.items():
+                m._compiled_call_impl = impl
+
+    def check(step: str) -> None:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            eager = eager_call()
+            if cuda:
+                torch.cuda.synchronize()
+            eager_s = time.perf_counter() - t0
+            r = timer(lambda: fn(**inputs), warmup=2, iters=args.iters)
+            out = fn(**inputs)[0].float()
+        err = ((out - eager).abs().max() / eager.abs().max()).item()
+        row = dict(step=step, rel_err=err, eager_s=eager_s, graphs=len(compiled_graphs()), model=args.model,
+                   tokens=tokens, rank=args.rank, resident_fraction=args.resident_fraction, **env, **r)
+        rows.append(row)
+        print({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
+        write(rows, name)
+
+    check("compiled" + (" (regional)" if args.regional else ""))
+    model.load_lora_adapter(random_lora(model, args.rank, 1), adapter_name="a", prefix=None)
+    check("load_lora_adapter")
+    model.fuse_lora(lora_scale=1.0)
+    check("fuse_lora")
+    model.unfuse_lora()
+    check("unfuse_lora")
+    model.unload_lora()
+    check("unload_lora")
+
+    # What binding costs per call of the model, in steady state (every graph's bind, summed over a call).
+    with torch.no_grad():
+        fn(**inputs)
+        spent[0] = 0.0
+        for _ in range(20):
+            fn(**inputs)
+    bind_ms = spent[0] / 20 * 1e3
+    step_ms = rows[-1]["step_ms"]
+    row = dict(step="binding cost", regional=args.regional, bind_ms_per_call=bind_ms, step_ms=step_ms,
+               share=bind_ms / step_ms, **env)
+    rows.append(row)
+    print(row, flush=True)
+    write(rows, name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
