@@ -264,6 +264,21 @@ class GraphRuntime:
         """The inputs for the weights the graph was traced with."""
         return self.inputs_for(self.trace_binding)
 
+    @property
+    def hosts(self) -> list[torch.Tensor]:
+        """The host windows for the traced weights."""
+        if self.closed:
+            return []
+        n = len(self.slots)
+        return self.inputs[n:n + len(self._streamed)]
+
+    @property
+    def residents(self) -> list[torch.Tensor]:
+        """The resident slots for the traced weights ([] once they were taken back)."""
+        if self.stale or self.closed or not self._resident:
+            return []
+        return self.inputs[-len(self._resident):]
+
     def inputs_for(self, binding: tuple, following: tuple | None = None) -> list[torch.Tensor]:
         """The extra inputs when the graph reads the host groups of ``binding`` (per plan group: (group, byte
         shift)) and the next call will read those of ``following`` (default: the same)."""
