@@ -254,7 +254,10 @@ class _Compiled:
         if self.prev is not None and self.next_of.get(self.prev) != binding:
             self.next_of[self.prev] = binding
         self.prev = binding
-        return self.rt.inputs_for(binding, self.next_of.get(binding))
+        rt = self.rt
+        if rt.seconds:   # double buffering: the regions swap roles every call
+            rt.flip ^= 1
+        return rt.inputs_for(binding, self.next_of.get(binding), rt.flip)
 
     def build(self, plan, prediction, costs, fake_mode) -> None:
         config, reads, device = self.config, self.reads, self.device

@@ -50,6 +50,30 @@ def test_each_block_compiled_on_its_own_runs_its_own_weights(rf):
         assert RESIDENTS.bytes() == 4 * graphs[0].chunkflow_plan.total_resident_bytes
 
 
+def test_a_one_block_graph_double_buffers_across_calls():
+    """A graph that holds one block has nothing of its own to hide its copy behind: the next block's copy goes to a
+    second arena region at the start of the call, and the two regions swap roles every call."""
+    from torch._inductor.utils import run_and_get_code
+
+    m, x = offloaded()
+    for b in m.blocks:
+        b.compile(backend="chunkflow", options=OPTS)
+    with torch.no_grad():
+        _, code = run_and_get_code(m, x)
+    same(m, m, x, calls=3)
+    g = compiled_graphs()[0]
+    (group,) = g.chunkflow_plan.streamed
+    assert group.next_arena_offset >= 0 and group.next_arena_offset != group.arena_offset
+    lines = [l.strip() for l in code[0].splitlines() if "torch.ops.cfcompile." in l]
+    # this call's copy (only if the previous call did not make it), the next block's copy, then the wait
+    assert [l.split("(")[0].rsplit(".", 2)[1] for l in lines[:3]] == ["prefetch_", "prefetch_", "wait_"]
+    assert lines[0].rstrip(")").endswith("2") and lines[1].rstrip(")").endswith("1")
+    # the regions swap: consecutive calls read different slots
+    rt = g.chunkflow_runtime
+    reads = {k[2]: v[1][0].data_ptr() for k, v in rt.bound.items()}
+    assert set(reads) == {0, 1} and reads[0] != reads[1]
+
+
 class OrderedBlock(Block):
     """A block whose layers are registered in either order: a swapped one has its weights at other offsets of its
     host group (not shifted together), so the graph traced on the first block needs another plan for it."""

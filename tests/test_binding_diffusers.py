@@ -62,9 +62,9 @@ class Chunkflow(logging.Handler):
             self.failures.append(msg)
 
     def check_no_failures(self):
-        assert not self.failures, (
-            f"the chunkflow backend failed on {len(self.failures)} graph(s) Dynamo gave it (Dynamo split them and ran "
-            f"on); first:\n{self.failures[0]}")
+        if self.failures:
+            pytest.fail(f"the chunkflow backend failed on {len(self.failures)} graph(s) Dynamo gave it (Dynamo split "
+                        f"them and ran on); first:\n{self.failures[0]}", pytrace=False)
 
 
 @pytest.fixture
@@ -119,7 +119,9 @@ def tiny_flux(**overrides):
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_flux_compile_repeated_blocks(chunkflow):
-    model, inputs = tiny_flux(num_layers=2, num_single_layers=2)   # 2 double- + 2 single-stream blocks
+    # 2 double- + 3 single-stream blocks. Dynamo compiles single-stream block 0 on its own: its input is laid out
+    # differently (a stride guard); blocks 1 and 2 share the next graph.
+    model, inputs = tiny_flux(num_layers=2, num_single_layers=3)
     blocks = [*model.transformer_blocks, *model.single_transformer_blocks]
     cfcompile.offload(model, "cpu")
     model.compile_repeated_blocks(backend="chunkflow", options=OPTS)
@@ -128,10 +130,11 @@ def test_flux_compile_repeated_blocks(chunkflow):
     gc.collect()
     graphs = compiled_graphs()
     assert 1 <= len(graphs) < len(blocks), f"{len(graphs)} graphs for {len(blocks)} blocks"
-    # between them, the graphs streamed from every block's own host group
+    # between them, the graphs streamed from every block's own host group; some graph served several blocks
     bound = {key for seen in chunkflow.bindings.values() for b in seen for key, _ in b}
-    assert bound == {f"{name}.{i}:float32" for name in ("transformer_blocks", "single_transformer_blocks")
-                     for i in range(2)}, bound
+    assert bound == {f"transformer_blocks.{i}:float32" for i in range(2)} | \
+        {f"single_transformer_blocks.{i}:float32" for i in range(3)}, bound
+    assert max(len({key for b in seen for key, _ in b}) for seen in chunkflow.bindings.values()) >= 2
     # a weight of one block changed after compiling: the graph that serves it sees the change, the other blocks
     # keep theirs
     w = model.transformer_blocks[1].attn.to_q.weight
@@ -219,24 +222,22 @@ def test_flux_lora_load_scale_fuse_unfuse_switch_unload(chunkflow):
         with_a = same(fn, model, inputs, chunkflow)
         assert not torch.allclose(with_a, base, **TOL), "the LoRA changes nothing: the test would see nothing"
         model.set_adapters(["a"], weights=[0.5])
-        same(fn, model, inputs, chunkflow)
+        half_a = same(fn, model, inputs, chunkflow)
 
         model.fuse_lora(lora_scale=1.0)              # adds the delta into the offloaded base weights, in place
         fused = same(fn, model, inputs, chunkflow)
-        model.unfuse_lora()
-        same(fn, model, inputs, chunkflow)
+        model.unfuse_lora()                          # subtracts it again
+        torch.testing.assert_close(same(fn, model, inputs, chunkflow), half_a, **TOL)
 
         model.load_lora_adapter(sd_b, adapter_name="b", prefix=None)
         model.set_adapters(["b"])
         with_b = same(fn, model, inputs, chunkflow)
         model.set_adapters(["a"])
-        same(fn, model, inputs, chunkflow)
-        model.set_adapters(["a", "b"], weights=[0.5, 1.0])
-        same(fn, model, inputs, chunkflow)
+        torch.testing.assert_close(same(fn, model, inputs, chunkflow), with_a, **TOL)
 
         model.unload_lora()
         after = same(fn, model, inputs, chunkflow)
-    torch.testing.assert_close(after, base, **TOL)   # unfuse restored the base weights
+    torch.testing.assert_close(after, base, **TOL)   # the base weights are as they were
     assert not torch.allclose(with_b, with_a, **TOL) and not torch.allclose(fused, base, **TOL)
     assert all(lookup(p) is not None for p in model.parameters())
     chunkflow.check_no_failures()

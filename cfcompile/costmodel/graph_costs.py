@@ -255,7 +255,11 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     nodes = list(gm.graph.nodes)
     index = {n: i for i, n in enumerate(nodes)}
     last_use = {n: max((index[u] for u in n.users), default=index[n]) for n in nodes}
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    # A shape env lets data-dependent scalars through (``.item()`` of a 0-d input: Dynamo passes changed Python
+    # floats, e.g. peft's LoRA scaling after set_adapters, that way); without one the cost pass would fail the compile.
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True, shape_env=ShapeEnv())
     fakes = [_fake(mode, x) for x in example_inputs]
     recorder = _Recorder()
     placeholders = {n: i for i, n in enumerate(gm.graph.find_nodes(op="placeholder"))}

@@ -72,6 +72,10 @@ class GroupPlan:
     #                                     None = at the start of the graph
     wrap_before: int | None = None      # wrap-around: the prefetch for the *next* call is issued before this
     #                                     streamed group's wait, in the tail of this call (None = no wrap-around)
+    next_arena_offset: int = -1         # double buffering (>= 0): a second arena region; the copy for the next call
+    #                                     goes there, issued at the start of this call, and the regions swap roles
+    #                                     every call (a graph with no more streamed groups than the prefetch depth,
+    #                                     e.g. one block of a regional compile, has nothing else to hide it behind)
     segments: tuple[tuple[int, int], ...] = ()  # copies moved behind collectives (yield policy): (collective
     #                                     ordinal, first copy index); copies from there on are issued right after
     #                                     that collective's wait, up to the next segment's first copy
@@ -245,6 +249,7 @@ class _Layout:
     arena_sizes: dict[str, int]
     resident_sizes: dict[str, int]
     segments: dict = dataclasses.field(default_factory=dict)  # yield policy: see GroupPlan.segments
+    doubles: dict = dataclasses.field(default_factory=dict)   # streamed index -> second region's offset
 
     @property
     def arena_bytes(self) -> int:
@@ -266,24 +271,39 @@ def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], defau
             resident_sizes[s.dtype] = _align(resident_sizes.get(s.dtype, 0) + hi - lo)
         if st:
             streamed.append(i)
-    anchors, wraps, items = [], [], []
+    anchors, wraps, items, double = [], [], [], []
     n = len(streamed)
+    everything = [(-math.inf, math.inf)]
     for j, i in enumerate(streamed):
         d = depths.get(specs[i].key, default_depth)
         anchor = j - d if j >= d else None
         # Wrap-around: a group with nothing to hide its copy in this call is prefetched in the tail of the previous
-        # one, as far ahead as it would be otherwise (before the wait of the group d - j from the end).
-        wrap_anchor = n + j - d if wrap and anchor is None and d > 0 and n + j - d > j else None
+        # one, as far ahead as it would be otherwise (before the wait of the group d - j from the end). With no more
+        # streamed groups than the depth (n + j - d <= j) that point is before its own reads: double buffering,
+        # the next call's copy goes to a second region (both regions live for the whole call).
+        wrap_anchor = None
+        if wrap and anchor is None and d > 0:
+            wrap_anchor = n + j - d if n + j - d > j else max(j - d + 1, 0)
+            double.append(n + j - d <= j)
+        else:
+            double.append(False)
         anchors.append(anchor)
         wraps.append(wrap_anchor)
+        _, _, _, (a, b) = specs[i].split(counts[i])
+        if double[j]:
+            items.append((everything, _align(b - a), specs[i].dtype))
+            continue
         issue = (specs[streamed[anchor]].first if anchor is not None else -1) - 0.5
         spans = [(issue, specs[i].last)]
         if wrap_anchor is not None:
             spans.append((specs[streamed[wrap_anchor]].first - 0.5, math.inf))
-        _, _, _, (a, b) = specs[i].split(counts[i])
         items.append((spans, _align(b - a), specs[i].dtype))
+    seconds = [j for j in range(n) if double[j]]
+    for j in seconds:
+        items.append(items[j])
     offsets, arena_sizes = _first_fit(items)
-    return _Layout(streamed, anchors, wraps, offsets, arena_sizes, resident_sizes)
+    return _Layout(streamed, anchors, wraps, offsets[:n], arena_sizes, resident_sizes,
+                   doubles={j: offsets[n + k] for k, j in enumerate(seconds)})
 
 
 def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: ChunkFlowConfig, cs: int,
@@ -321,6 +341,7 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
             stream_range=sr, arena_offset=arena_offset, copies=tuple(copies),
             issue_before=layout.anchors[j] if j is not None else None,
             wrap_before=layout.wraps[j] if j is not None else None,
+            next_arena_offset=layout.doubles.get(j, -1) if j is not None else -1,
             segments=tuple((segments or {}).get(j, ()))))
         resident_ids = {id(r) for r in resident}
         for r in s.reads:

@@ -57,6 +57,7 @@ class InputLayout:
     hosts: tuple[int, ...]          # host window of each streamed group (of the group bound at the call), same order
     next_hosts: dict[int, int]      # wrapped streamed group j -> host window of the group the next call reads
     residents: dict[str, int]       # group key -> its resident slot
+    next_slots: dict[int, int] = dataclasses.field(default_factory=dict)   # double-buffered j -> its other region
 
     @staticmethod
     def after(first: int, plan: Plan) -> "InputLayout":
@@ -67,11 +68,16 @@ class InputLayout:
         nxt = {j: first + 2 * n + i for i, j in enumerate(wrapped)}
         resident = [g.key for g in plan.groups if g.resident_bytes]
         base = first + 2 * n + len(wrapped)
-        return InputLayout(slots, hosts, nxt, {k: base + i for i, k in enumerate(resident)})
+        doubled = [j for j, g in enumerate(plan.streamed) if g.next_arena_offset >= 0]
+        after = base + len(resident)
+        return InputLayout(slots, hosts, nxt, {k: base + i for i, k in enumerate(resident)},
+                           {j: after + i for i, j in enumerate(doubled)})
 
     def names(self) -> list[str]:
         return ([f"cf_slot_{j}" for j in range(len(self.slots))] + [f"cf_host_{j}" for j in range(len(self.hosts))]
-                + [f"cf_next_host_{j}" for j in self.next_hosts] + [f"cf_resident_{k}" for k in range(len(self.residents))])
+                + [f"cf_next_host_{j}" for j in self.next_hosts]
+                + [f"cf_resident_{k}" for k in range(len(self.residents))]
+                + [f"cf_next_slot_{j}" for j in self.next_slots])
 
 
 class ArenaLifetimeError(RuntimeError):
@@ -131,13 +137,15 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         if g.wrap_before is None or j not in issue_at:
             continue
         at = first_user.get(streamed[g.wrap_before].key, output)
-        for k, gk in enumerate(streamed):
-            if gk.key in last_user and (k == j or _overlap(gk, g)) and pos[last_user[gk.key]] >= pos[at]:
-                at = last_user[gk.key].next
+        if g.next_arena_offset < 0:   # double-buffered: its next-call region is no other group's, nor read now
+            for k, gk in enumerate(streamed):
+                if gk.key in last_user and (k == j or _overlap(gk, g)) and pos[last_user[gk.key]] >= pos[at]:
+                    at = last_user[gk.key].next
         tail_at[j] = at
     end = len(pos)
     check_arena_lifetimes(plan, {j: [(pos[n], pos[last_user[streamed[j].key]])] +
-                                 ([(pos[tail_at[j]], end)] if j in tail_at else []) for j, n in issue_at.items()})
+                                 ([(pos[tail_at[j]], end)] if j in tail_at and streamed[j].next_arena_offset < 0
+                                  else []) for j, n in issue_at.items()})
 
     def node(target, args, val=None) -> fx.Node:
         n = graph.call_function(target, args)
@@ -189,6 +197,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
         group only for a copy for the next call)."""
         _, nxt, j, _ = items[i]
         g = streamed[j]
+        if nxt and g.next_arena_offset >= 0:   # its own second region: nobody else's bytes
+            return set()
         return {k for _, _, k, _ in items[:i] if _overlap(streamed[k], g) and (k != j or nxt)}
 
     def fences(i: int) -> list[fx.Node]:
@@ -231,6 +241,8 @@ def apply_plan(graph: fx.Graph, plan: Plan, layout: InputLayout, overlap: bool =
             for kind, j, i in ops:
                 g = streamed[j]
                 slot = placeholders[layout.slots[j]]
+                if kind == "prefetch" and items[i][1] and j in layout.next_slots:
+                    slot = placeholders[layout.next_slots[j]]   # double buffering: the other region
                 row = dict(op=kind, group=g.key, chunks=[c.chunk for c in g.copies], bytes=g.streamed_bytes)
                 if kind == "prefetch":
                     _, nxt, _, seg = items[i]
@@ -308,7 +320,7 @@ def clobbers(plan: Plan) -> dict:
     st = plan.streamed
     out: dict = {j: [k for k in range(j) if _overlap(st[k], st[j])] for j in range(len(st))}
     out.update({("next", j): [k for k in range(len(st)) if _overlap(st[k], st[j])]
-                for j in range(len(st)) if st[j].wrap_before is not None})
+                for j in range(len(st)) if st[j].wrap_before is not None and st[j].next_arena_offset < 0})
     return out
 
 

@@ -217,8 +217,10 @@ class GraphRuntime:
             _retire(self.held)
             raise
         self.arena_keys = set(self.held["arenas"])
-        self.slots = self._slots()
-        self.held["slots"] = [t.data_ptr() for t in self.slots]
+        self._doubled = [j for j, g in enumerate(plan.streamed) if g.next_arena_offset >= 0]
+        self.flip = 0                  # double buffering: which of the two regions this call reads
+        self.slots, self.seconds = self._slots()
+        self.held["slots"] = [t.data_ptr() for t in (*self.slots, *self.seconds)]
         if shared_arena:
             ARENAS.users.add(self)  # after its slots exist: a later graph growing the arena re-points them
         RESIDENTS.users.add(self)
@@ -244,15 +246,18 @@ class GraphRuntime:
                     f"chunk_size. ({e})") from None
         return alloc
 
-    def _slots(self) -> list[torch.Tensor]:
-        return [alias(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in self.plan.streamed]
+    def _slots(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each streamed group's region of the arena, and the second region of each double-buffered one."""
+        st = self.plan.streamed
+        return ([alias(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in st],
+                [alias(self.arenas[st[j].dtype], st[j].next_arena_offset, st[j].streamed_bytes) for j in self._doubled])
 
     def rebind(self, key: tuple[str, str], buffer: torch.Tensor) -> None:
         """The shared arena of ``key`` moved to ``buffer`` (it grew): point the slots there."""
-        forget_slots([t.data_ptr() for t in self.slots])
+        forget_slots(self.held["slots"])
         self.arenas[key[1]] = buffer
-        self.slots = self._slots()
-        self.held["slots"] = [t.data_ptr() for t in self.slots]
+        self.slots, self.seconds = self._slots()
+        self.held["slots"] = [t.data_ptr() for t in (*self.slots, *self.seconds)]
         self.bound.clear()
 
     def rebind_residents(self) -> None:
@@ -277,16 +282,18 @@ class GraphRuntime:
         """The resident slots for the traced weights ([] once they were taken back)."""
         if self.stale or self.closed or not self._resident:
             return []
-        return self.inputs[-len(self._resident):]
+        first = len(self.slots) + len(self._streamed) + len(self._wrapped)
+        return self.inputs[first:first + len(self._resident)]
 
-    def inputs_for(self, binding: tuple, following: tuple | None = None) -> list[torch.Tensor]:
+    def inputs_for(self, binding: tuple, following: tuple | None = None, flip: int = 0) -> list[torch.Tensor]:
         """The extra inputs when the graph reads the host groups of ``binding`` (per plan group: (group, byte
-        shift)) and the next call will read those of ``following`` (default: the same)."""
+        shift)) and the next call will read those of ``following`` (default: the same); ``flip``: double-buffered
+        groups read their second region this call and copy for the next call into the first."""
         following = binding if following is None else following
         if binding in self.no_room:
             raise NoRoom(binding[0][0].key)
         gens = tuple(g.generation for g, _ in binding)
-        hit = self.bound.get((binding, following))
+        hit = self.bound.get((binding, following, flip))
         if hit is not None and hit[0] == gens:
             return hit[1]
         plan = self.plan
@@ -297,8 +304,12 @@ class GraphRuntime:
         except NoRoom:
             self.no_room.add(binding)
             raise
-        inputs = [*self.slots, *hosts, *nexts, *residents]
-        self.bound[binding, following] = (gens, inputs)
+        slots, seconds = list(self.slots), list(self.seconds)
+        if flip:
+            for k, j in enumerate(self._doubled):
+                slots[j], seconds[k] = seconds[k], slots[j]
+        inputs = [*slots, *hosts, *nexts, *residents, *seconds]
+        self.bound[binding, following, flip] = (gens, inputs)
         return inputs
 
     @staticmethod
@@ -346,7 +357,7 @@ class GraphRuntime:
     def close(self) -> None:
         """Give everything back now (the graph is being replaced), not when it is collected."""
         self.closed = self.stale = True
-        self.slots = []
+        self.slots, self.seconds = [], []
         self.bound.clear()
         ARENAS.users.discard(self)
         RESIDENTS.users.discard(self)
