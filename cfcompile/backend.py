@@ -362,6 +362,22 @@ class _Compiled:
 _compiled: list[weakref.ref] = []  # weak: a graph Dynamo has dropped frees its arena
 
 
+def release_graphs() -> int:
+    """Give back the device memory (arenas, resident copies) of every live chunkflow graph now; returns how many.
+
+    For after ``torch._dynamo.reset()``: Dynamo keeps the guards of graphs split by a graph break alive through
+    finalizers on global objects (torch 2.13), and with them the compiled graphs. A released graph that is called
+    again is planned and compiled again."""
+    n = 0
+    for run in compiled_graphs():
+        state = run.chunkflow_state
+        for g in (state, *state.variants, *([state.lean] if state.lean else [])):
+            if g.rt is not None and not g.rt.closed:
+                g.rt.close()
+                n += 1
+    return n
+
+
 def compiled_graphs() -> list:
     """The live chunkflow graphs of this process, oldest first: ``.chunkflow_plan``, ``.chunkflow_runtime``,
     ``.chunkflow_layout``, ``.chunkflow_dump_dir``."""
