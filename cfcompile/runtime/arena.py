@@ -333,16 +333,18 @@ class GraphRuntime:
         return alias(e.buffer, lo - e.lo, hi - lo)
 
     def _fits(self, group, rng: tuple[int, int]) -> bool:
-        """Whether keeping ``rng`` of another bound group resident stays within the memory budget: a shared
-        `MemoryBudget`'s usage, or for a plain one this graph's arena and activations plus every resident copy on
-        the device (the model's other graphs, e.g. the other block classes of a regional compile, count too)."""
+        """Whether keeping ``rng`` of another bound group resident stays within the memory budget, less the
+        planner's headroom: a shared `MemoryBudget`'s usage, or for a plain one everything chunkflow holds on the
+        device (every arena and resident copy: the other block classes of a regional compile count too) plus this
+        graph's activations."""
         budget = self.budget.bytes if self.budget is not None else self.plan.memory_budget
         if budget is None:
             return True
+        from ..passes.tune import BUDGET_HEADROOM
         from . import budget as shared
         used = shared.usage(self.budget)["peak_bytes"] if self.budget is not None else \
-            self.plan.total_arena_bytes + self.activation_bytes + RESIDENTS.bytes(self.device)
-        return used + RESIDENTS.extra_bytes(self.device, group, rng) <= budget
+            ARENAS.bytes() + RESIDENTS.bytes(self.device) + self.activation_bytes
+        return used + RESIDENTS.extra_bytes(self.device, group, rng) <= (1 - BUDGET_HEADROOM) * budget
 
     def evict(self) -> None:
         """Give the resident chunks back (a shared budget needs the room): the graph must be planned again before
