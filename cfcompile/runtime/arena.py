@@ -5,7 +5,6 @@ of the weights (`RESIDENTS`, one per device and host group, i.e. per model), and
 from __future__ import annotations
 
 import ctypes
-import logging
 import weakref
 
 import torch
@@ -14,8 +13,6 @@ from ..config import ALIGN, format_bytes
 from ..offload import _CudaArrayInterface
 from ..passes.plan import Plan
 from .ops import forget_slots
-
-log = logging.getLogger(__name__)
 
 
 def _retire(held: dict) -> None:
@@ -129,7 +126,7 @@ class _ResidentPool:
         lo, hi = (min(rng[0], e.lo), max(rng[1], e.hi)) if e is not None else rng
         dt = str(group.dtype).removeprefix("torch.")
         # rounded up to ALIGN bytes, as the plan counts it (the CUDA allocator rounds up further on its own)
-        buf = alloc((hi - lo + ALIGN - 1) // ALIGN * ALIGN, dt)   # may raise: nothing changed yet
+        buf = alloc(_round(hi - lo), dt)   # may raise: nothing changed yet
         src, item = group.device_view, group.device_view.element_size()
         buf[:(hi - lo) // item].copy_(src[lo // item:hi // item])
         self.entries[key] = _Resident(group, lo, hi, buf, (e.refs if e is not None else 0) + 1)
@@ -198,7 +195,7 @@ class GraphRuntime:
         # What the finalizer gives back; filled as it is taken, so a failure half way gives back exactly that.
         self.held: dict = {"arenas": [], "residents": [], "slots": []}
         self.arena_keys: set[tuple[str, str]] = set()
-        self.bound: dict = {}          # (binding, next binding) -> (generations, inputs)
+        self.bound: dict = {}          # (binding, next call's binding, flip) -> (generations, inputs)
         self.no_room: set = set()      # bindings whose resident chunks do not fit the budget
         # the binding at trace time: each plan group is read from the group it was traced with, at its offsets
         self.trace_binding = tuple((groups[g.key], 0) for g in plan.groups)
@@ -326,9 +323,10 @@ class GraphRuntime:
         key = RESIDENTS.key(self.device, group)
         if key not in self.held["residents"] and not self._fits(group, (lo, hi)):
             raise NoRoom(group.key)
-        if key not in self.held["residents"] or not (RESIDENTS.entries[key].lo <= lo and hi <= RESIDENTS.entries[key].hi):
+        e = RESIDENTS.entries.get(key)
+        if key not in self.held["residents"] or not (e.lo <= lo and hi <= e.hi):
             self.held["residents"].append(RESIDENTS.acquire(self.device, group, (lo, hi), self._alloc))
-        e = RESIDENTS.entries[key]
+            e = RESIDENTS.entries[key]
         e.refresh()
         return alias(e.buffer, lo - e.lo, hi - lo)
 

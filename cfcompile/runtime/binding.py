@@ -21,6 +21,8 @@ weight bumps ``Group.generation``, which makes its resident copy refresh and its
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from ..offload import Group, lookup, take_back
@@ -40,12 +42,14 @@ class Binder:
         self.keys = [g.key for g in plan.groups]
         self.members = [by_key.get(k, []) for k in self.keys]   # per plan group: (input index, planned offset)
         self.indices = [i for m in self.members for i, _ in m]
+        get = operator.itemgetter(*self.indices) if self.indices else (lambda a: ())
+        self._weights = get if len(self.indices) != 1 else (lambda a: (get(a),))
         self.names = names or {}                                  # input index -> the parameter's source, for errors
         self._seen: dict[tuple, tuple[list[int], tuple]] = {}    # data pointers -> (versions, binding)
 
     def bind(self, args) -> tuple[tuple[Group, int], ...]:
         """Per plan group, (host group, byte shift) of this call's weights."""
-        ws = [args[i] for i in self.indices]
+        ws = self._weights(args)
         ptrs = tuple([w.data_ptr() for w in ws])
         versions = [w._version for w in ws]
         seen = self._seen.get(ptrs)
@@ -58,7 +62,7 @@ class Binder:
         except LayoutMismatch:
             self._seen[ptrs] = (versions, None)
             raise
-        ws = [args[i] for i in self.indices]   # weights taken back into the store have moved
+        ws = self._weights(args)   # weights taken back into the store have moved
         ptrs = tuple([w.data_ptr() for w in ws])
         if len(self._seen) > 4096:   # a graph reused for very many weight sets: keep the table bounded
             self._seen.clear()
