@@ -31,6 +31,29 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'cfcompile' has no attribute {name!r}")
 
 
+def _register_backend_without_entry_point() -> None:
+    """``backend="chunkflow"`` also where cfcompile runs from a source tree (``PYTHONPATH``), without the
+    ``torch_dynamo_backends`` entry point an install declares (registering both would be a duplicate name)."""
+    from importlib.metadata import entry_points
+
+    if any(e.name == "chunkflow" for e in entry_points(group="torch_dynamo_backends")):
+        return
+    from torch._dynamo.backends.registry import _COMPILER_FNS, register_backend
+
+    if "chunkflow" in _COMPILER_FNS:
+        return
+
+    def chunkflow(gm, example_inputs, **kwargs):
+        from .backend import chunkflow as backend
+
+        return backend(gm, example_inputs, **kwargs)
+
+    register_backend(chunkflow, name="chunkflow")
+
+
+_register_backend_without_entry_point()
+
+
 def compile(model: Any, *, mode: str | None = None, dynamic: bool | None = None, **options: Any):
     """``torch.compile(model, backend="chunkflow", options=options)``, validating the options first.
 

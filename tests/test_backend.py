@@ -178,3 +178,22 @@ def test_cfcompile_compile_helper():
         cfcompile.offload(m, "cpu")
         torch.testing.assert_close(cfcompile.compile(m, chunk_size="4KiB", resident_fraction=0.5)(x), ref)
     assert compiled_graphs()[-1].chunkflow_plan.resident_fraction == 0.5
+
+
+def test_chunkflow_name_works_without_the_entry_point(monkeypatch):
+    """From a source tree (no installed entry point) ``import cfcompile`` registers the name itself."""
+    import importlib.metadata
+
+    from torch._dynamo.backends import registry
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
+    monkeypatch.setattr(registry, "_COMPILER_FNS", {k: v for k, v in registry._COMPILER_FNS.items() if k != "chunkflow"})
+    monkeypatch.setattr(registry, "_BACKENDS", {k: v for k, v in registry._BACKENDS.items() if k != "chunkflow"})
+    cfcompile._register_backend_without_entry_point()
+    assert "chunkflow" in registry._COMPILER_FNS
+    m, x = toy()
+    with torch.no_grad():
+        eager = m(x)
+    cfcompile.offload(m, "cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(m, backend="chunkflow", options={"chunk_size": 4096})(x), eager)
