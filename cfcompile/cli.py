@@ -161,12 +161,72 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--prefetch-depth", help="an int or auto (default)")
     q.add_argument("--tiny", action="store_true", help="the preset's tiny config (seconds; to try the tool)")
     q.add_argument("--out", help="directory for plan.json, prediction.json, timeline.json (Perfetto), timeline.png")
+    w = sub.add_parser("workload", help="generate a serving workload (JSON lines, one request a line)")
+    w.add_argument("--mix", default="gfdit", help="gfdit, bursty or uniform (optionally :qwen-image or :wan)")
+    w.add_argument("--gpus", type=int, default=8, help="pool size the arrival rate is scaled to")
+    w.add_argument("--minutes", type=float, default=10.0)
+    w.add_argument("--load", type=float, default=1.0, help="offered load relative to the pool")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--out", required=True)
+    m = sub.add_parser("simulate", help="simulate serving a workload under one or more policies")
+    m.add_argument("workload")
+    m.add_argument("--gpus", type=int, default=8)
+    m.add_argument("--policy", action="append", required=True,
+                   help="static-<k>, fcfs, srtf, edf (edf-best-fit), preempt or module:factory; repeat to compare")
+    m.add_argument("--costs", help="cost table JSON (default: the built-in synthetic table)")
+    m.add_argument("--chunk-steps", type=int, default=5)
+    m.add_argument("--mem-gb", type=float, default=96.0, help="memory per GPU")
+    m.add_argument("--out", required=True, help="directory: <policy>/summary.json, <policy>/trace.json")
     args = p.parse_args(argv)
     if args.command == "demo":
         return demo(args)
     if args.command == "plan":
         return plan(args)
+    if args.command == "workload":
+        return workload(args)
+    if args.command == "simulate":
+        return simulate(args)
     return 2
+
+
+def workload(args: argparse.Namespace) -> int:
+    from .elastic.serving.workload import generate_workload, write_workload
+
+    try:
+        reqs = generate_workload(args.mix, args.gpus, args.minutes, args.load, args.seed)
+    except ValueError as e:
+        print(f"cfcompile workload: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(reqs)} requests -> {write_workload(reqs, args.out)}")
+    return 0
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Each policy on the same workload: one comparison table, and ``OUT/<policy>/`` with its summary and trace."""
+    from pathlib import Path
+
+    from .elastic.serving.costs import CostTable, synthetic_costs
+    from .elastic.serving.simulator import SimConfig, simulate as run
+    from .elastic.serving.workload import read_workload
+
+    try:
+        requests = read_workload(args.workload)
+        costs = CostTable.load(args.costs) if args.costs else synthetic_costs()
+        config = SimConfig(chunk_steps=args.chunk_steps, mem_gb=args.mem_gb)
+        rows = []
+        for name in args.policy:
+            result = run(requests, args.gpus, name, costs, config)
+            result.write(Path(args.out) / name.replace(":", "_"))
+            sm = result.summary
+            rows.append((name, sm["completed"], f"{sm['slo_attainment']:.3f}", f"{sm['goodput_rps']:.4f}",
+                         f"{sm['throughput_rps']:.4f}", f"{sm['latency_ms']['p95']:.0f}", sm["reshards"]))
+    except (ValueError, OSError) as e:
+        print(f"cfcompile simulate: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(requests)} requests on {args.gpus} GPUs")
+    print(tabulate(rows, headers=("policy", "completed", "SLO attainment", "goodput rps", "throughput rps",
+                                  "p95 ms", "reshards")))
+    return 0
 
 
 def plan(args: argparse.Namespace) -> int:
