@@ -161,7 +161,7 @@ def test_moe_experts_through_one_graph():
     same(fn, m, x, calls=3)
 
 
-@pytest.mark.parametrize("rf", [0.0, 0.5])
+@pytest.mark.parametrize("rf", [0.5])   # resident copies and wrap-around copies both go stale
 def test_weight_changes_after_compile(rf):
     m, x = offloaded()
     fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": rf})
