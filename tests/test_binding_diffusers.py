@@ -253,21 +253,20 @@ def _state(model):
 
 def test_flux_casting_and_group_offload_refused():
     # hooks present at offload time: refused, nothing changed
-    model, inputs = tiny_flux()
-    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=torch.float32)
-    before = _state(model)
-    with pytest.raises(ValueError, match="enable_layerwise_casting"):
-        cfcompile.offload(model, "cpu")
-    assert cfcompile.store_of(model) is None and _state(model) == before
-    assert all(type(p) is torch.nn.Parameter for p in model.parameters())
-
-    model, inputs = tiny_flux()
-    model.enable_group_offload(onload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1)
-    before = _state(model)
-    with pytest.raises(ValueError, match="enable_group_offload"):
-        cfcompile.offload(model, "cpu")
-    assert cfcompile.store_of(model) is None and _state(model) == before
-    assert all(type(p) is torch.nn.Parameter for p in model.parameters())
+    hooks = {
+        "enable_layerwise_casting": lambda m: m.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
+                                                                         compute_dtype=torch.float32),
+        "enable_group_offload": lambda m: m.enable_group_offload(onload_device=torch.device("cpu"),
+                                                                 offload_type="block_level", num_blocks_per_group=1),
+    }
+    for name, enable in hooks.items():
+        model, inputs = tiny_flux()
+        enable(model)
+        before = _state(model)
+        with pytest.raises(ValueError, match=name):
+            cfcompile.offload(model, "cpu")
+        assert cfcompile.store_of(model) is None and _state(model) == before
+        assert all(type(p) is torch.nn.Parameter for p in model.parameters())
 
     # after offload: refused before anything moves
     model, inputs = tiny_flux()
