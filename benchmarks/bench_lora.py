@@ -6,8 +6,10 @@
 After each of: compile, load a random rank-r LoRA with diffusers' ``load_lora_adapter``, ``fuse_lora``,
 ``unfuse_lora``, ``unload_lora``: the compiled output against the eager output of the model as it is then (eager
 reads the offloaded weights from host memory: the reference by construction), as max |diff| / max |eager|, and the
-compiled step time. Then the binding cost: ``Binder.bind`` + ``GraphRuntime.inputs_for`` of the largest graph, timed
-alone over 1000 calls (the check a call makes before launching its kernels), against the step time.
+compiled step time, and ``lora_effect``: this eager output against the one before any LoRA, the same way (what a
+compiled call that missed the LoRA would be off by: the negative control). Then the binding cost: the CPU time of every
+graph call outside its kernels (lock and stream check, routing, binding, change check, extra inputs), summed over a
+call of the model, against the step time.
 Writes $OUT/lora_<model>_<tokens>.json after every row.
 """
 
@@ -31,14 +33,15 @@ from cfcompile.presets import Workload, get_preset  # noqa: E402
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
-def random_lora(model, rank: int, seed: int) -> dict:
-    """A diffusers-format LoRA state dict for ``model``'s attention projections, random A and B."""
+def random_lora(model, rank: int, seed: int, b_std: float) -> dict:
+    """A diffusers-format LoRA state dict for ``model``'s attention projections, random A and B (B's entries of
+    standard deviation ``b_std``: large enough that the LoRA changes the output far more than bf16 rounding does)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for name, m in model.named_modules():
         if isinstance(m, torch.nn.Linear) and any(name.endswith(t) for t in TARGETS):
             a = torch.randn(rank, m.in_features, generator=g) / m.in_features ** 0.5
-            b = torch.randn(m.out_features, rank, generator=g) * 0.02
+            b = torch.randn(m.out_features, rank, generator=g) * b_std
             out[f"{name}.lora_A.weight"] = a.to(m.weight.dtype)
             out[f"{name}.lora_B.weight"] = b.to(m.weight.dtype)
     return out
@@ -52,6 +55,7 @@ def main() -> int:
     p.add_argument("--rank", type=int, default=64)
     p.add_argument("--resident-fraction", type=float, default=0.5)
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--b-std", type=float, default=0.2, help="standard deviation of the random LoRA's B entries")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--regional", action="store_true", help="diffusers' compile_repeated_blocks instead of the whole "
@@ -74,19 +78,36 @@ def main() -> int:
     else:
         fn = torch.compile(model, backend=chunkflow_backend, options=options)
     rows: list[dict] = []
-    # time spent binding (finding the weights' host groups, checking for changes, building the extra inputs)
+    # Time spent outside the compiled kernels on every graph call: the per-device lock and stream check
+    # (`runtime.ops.exclusive`), routing, binding (finding the weights' host groups, checking them for changes) and
+    # building the extra inputs.
+    import cfcompile.backend as backend_module
     from cfcompile.backend import _Compiled
     spent = [0.0]
-    bind = _Compiled.bind
+    route, exclusive = _Compiled.route, backend_module.exclusive
 
-    def timed_bind(self, a):
+    def timed_route(self, a, run):
         t0 = time.perf_counter()
         try:
-            return bind(self, a)
+            return route(self, a, run)
         finally:
             spent[0] += time.perf_counter() - t0
 
-    _Compiled.bind = timed_bind
+    class TimedExclusive:
+        def __init__(self, device):
+            self.ctx = exclusive(device)
+
+        def __enter__(self):
+            t0 = time.perf_counter()
+            self.ctx.__enter__()
+            spent[0] += time.perf_counter() - t0
+
+        def __exit__(self, *exc):
+            t0 = time.perf_counter()
+            self.ctx.__exit__(*exc)
+            spent[0] += time.perf_counter() - t0
+
+    _Compiled.route, backend_module.exclusive = timed_route, TimedExclusive
 
     def eager_call():
         """The model without its compiled blocks (regional compilation sets ``_compiled_call_impl``)."""
@@ -99,6 +120,8 @@ def main() -> int:
             for m, impl in saved.items():
                 m._compiled_call_impl = impl
 
+    base: list = []   # the eager output before any LoRA
+
     def check(step: str) -> None:
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -109,14 +132,19 @@ def main() -> int:
             r = timer(lambda: fn(**inputs), warmup=2, iters=args.iters)
             out = fn(**inputs)[0].float()
         err = ((out - eager).abs().max() / eager.abs().max()).item()
-        row = dict(step=step, rel_err=err, eager_s=eager_s, graphs=len(compiled_graphs()), model=args.model,
+        # the negative control: how far the output with the LoRA is from the output without it (what a compiled
+        # call that missed the LoRA's load or fuse would be off by); rel_err must stay far below it
+        if not base:
+            base.append(eager)
+        lora_effect = ((eager - base[0]).abs().max() / eager.abs().max()).item()
+        row = dict(step=step, rel_err=err, lora_effect=lora_effect, eager_s=eager_s, graphs=len(compiled_graphs()), model=args.model,
                    tokens=tokens, rank=args.rank, resident_fraction=args.resident_fraction, **env, **r)
         rows.append(row)
         print({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
         write(rows, name)
 
     check("compiled" + (" (regional)" if args.regional else ""))
-    model.load_lora_adapter(random_lora(model, args.rank, 1), adapter_name="a", prefix=None)
+    model.load_lora_adapter(random_lora(model, args.rank, 1, args.b_std), adapter_name="a", prefix=None)
     check("load_lora_adapter")
     model.fuse_lora(lora_scale=1.0)
     check("fuse_lora")
@@ -125,7 +153,7 @@ def main() -> int:
     model.unload_lora()
     check("unload_lora")
 
-    # What binding costs per call of the model, in steady state (every graph's bind, summed over a call).
+    # What binding costs per call of the model, in steady state (summed over the graphs' calls in one model call).
     with torch.no_grad():
         fn(**inputs)
         spent[0] = 0.0

@@ -6,7 +6,8 @@ process. The method is bench_flux_offload.py's (common.time_steps, h2d_bandwidth
         --configs inductor,chunkflow:0,chunkflow:0.5:64MiB,budget:24GiB,group
     python benchmarks/bench_offload.py --model flux --tiny --device cpu --configs inductor,chunkflow:0.5 --iters 2
 
-Configs: ``inductor``; ``chunkflow:<resident_fraction>[:<chunk_size>]``; ``budget:<bytes>`` (chunkflow with
+Each config compiles in a fresh Inductor cache after one warm-up compile (``--keep-cache``: shared), so that
+compile times compare across configs. Configs: ``inductor``; ``chunkflow:<resident_fraction>[:<chunk_size>]``; ``budget:<bytes>`` (chunkflow with
 ``memory_budget``); ``regional:<resident_fraction>`` and ``regional-budget:<bytes>`` (the same through diffusers'
 regional compilation, ``model.compile_repeated_blocks(backend=chunkflow, options=...)``: one graph per block class);
 ``group``. Chunkflow rows also carry the backend's prediction (``predicted_step_ms``,
@@ -19,6 +20,7 @@ run. ``--device cpu`` (with ``--tiny``) times with perf_counter and makes no CUD
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import platform
 import statistics
@@ -91,6 +93,22 @@ def time_steps_cpu(fn, warmup: int = 3, iters: int = 10) -> dict:
                 compile_s=max(first - med / 1e3, 0.0), peak_alloc_gib=None, peak_reserved_gib=None)
 
 
+def fresh_cache():
+    """A new, empty Inductor and Triton cache (disk and memory) for one config: a config compiled after another
+    would otherwise reuse the kernels they share, and its compile time would look shorter."""
+    from torch._inductor import utils
+    return getattr(utils, "fresh_cache", None) or utils.fresh_inductor_cache
+
+
+def warm_up_compiler(device: torch.device, dtype: torch.dtype) -> None:
+    """Pay once what the first compile of a process pays (imports, Inductor's worker pool, Triton's and the
+    driver's start), so that it is not charged to the first config."""
+    f = torch.compile(lambda x, w: torch.nn.functional.gelu(x @ w).sum(), backend="inductor")
+    with fresh_cache()():
+        f(torch.randn(64, 64, device=device, dtype=dtype), torch.randn(64, 64, device=device, dtype=dtype))
+    torch._dynamo.reset()
+
+
 def environment_cpu() -> dict:
     return dict(date=time.strftime("%Y-%m-%d"), device=f"cpu ({platform.processor() or platform.machine()})",
                 torch=torch.__version__, cuda=None)
@@ -109,6 +127,8 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     p.add_argument("--tiny", action="store_true", help="the preset's tiny config (CPU smoke test)")
+    p.add_argument("--keep-cache", action="store_true", help="let configs share Inductor's caches (default: each "
+                   "compiles in a fresh one, after a warm-up compile, so that compile times compare)")
     args = p.parse_args()
 
     preset = get_preset(args.model)
@@ -133,6 +153,8 @@ def main() -> int:
     bw = h2d_bandwidth() if cuda else None
     print(f"{env}  H2D {f'{bw:.1f} GB/s' if bw else 'n/a'}", flush=True)
 
+    if not args.keep_cache:
+        warm_up_compiler(device, dtype)
     model = preset.build(device, dtype, tiny=args.tiny)
     weight_bytes = sum(t.numel() * t.element_size() for t in model.parameters())
     inputs = preset.inputs(model.config, workload, device, dtype)
@@ -191,7 +213,8 @@ def main() -> int:
 
     def attempt(label, fn):
         try:
-            fn()
+            with fresh_cache()() if not args.keep_cache else contextlib.nullcontext():
+                fn()
             return True
         except Exception as e:  # noqa: BLE001 - one failing config must not lose the other rows
             traceback.print_exc()

@@ -27,6 +27,9 @@ import torch
 
 from ..offload import Group, lookup, take_back
 
+_DATA_PTR = torch._C.TensorBase.data_ptr
+_VERSION = operator.attrgetter("_version")
+
 
 class LayoutMismatch(RuntimeError):
     """The call's weights are laid out differently from the plan's (offsets that do not shift together)."""
@@ -50,8 +53,8 @@ class Binder:
     def bind(self, args) -> tuple[tuple[Group, int], ...]:
         """Per plan group, (host group, byte shift) of this call's weights."""
         ws = self._weights(args)
-        ptrs = tuple([w.data_ptr() for w in ws])
-        versions = [w._version for w in ws]
+        ptrs = tuple(map(_DATA_PTR, ws))   # map over C getters: half the time of a comprehension, on every call
+        versions = list(map(_VERSION, ws))
         seen = self._seen.get(ptrs)
         if seen is not None and seen[0] == versions:
             if seen[1] is None:
@@ -63,10 +66,10 @@ class Binder:
             self._seen[ptrs] = (versions, None)
             raise
         ws = self._weights(args)   # weights taken back into the store have moved
-        ptrs = tuple([w.data_ptr() for w in ws])
+        ptrs = tuple(map(_DATA_PTR, ws))
         if len(self._seen) > 4096:   # a graph reused for very many weight sets: keep the table bounded
             self._seen.clear()
-        self._seen[ptrs] = ([w._version for w in ws], binding)
+        self._seen[ptrs] = (list(map(_VERSION, ws)), binding)
         return binding
 
     def _bind(self, args) -> tuple[tuple[Group, int], ...]:

@@ -31,7 +31,6 @@ keyed by what the compiled code was given, so an FX-graph-cache hit in a fresh p
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 
@@ -40,34 +39,60 @@ import torch
 from . import timing
 
 _copy_streams: dict[int, torch.cuda.Stream] = {}
-_locks: dict[str, threading.RLock] = {}
-_ends: dict[int, torch.cuda.Event] = {}
 
 
-@contextlib.contextmanager
-def exclusive(device: torch.device):
-    """One chunkflow call at a time per device: every graph on it shares the arena, the resident copies, the copy
-    stream and the wrap-around state. Calls from other threads wait for the lock; a call on another CUDA stream also
-    waits (on the GPU) for the previous call's work, whichever stream issued it."""
-    key = str(device)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks.setdefault(key, threading.RLock())
-    with lock:
-        if device.type != "cuda":
-            yield
-            return
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        stream = torch.cuda.current_stream(index)
-        end = _ends.get(index)
-        if end is not None:
-            stream.wait_event(end)
+class _Exclusive:
+    """The context of `exclusive` for one device: a lock, and the CUDA stream the last call ran on."""
+
+    def __init__(self, device: torch.device):
+        self.lock = threading.RLock()
+        self.index = (device.index if device.index is not None else torch.cuda.current_device()) \
+            if device.type == "cuda" else None
+        self.last: tuple | None = None   # (stream id, device index, device type) of the last call's stream
+
+    def __enter__(self):
+        self.lock.acquire()
+        if self.index is None:
+            return self
         try:
-            yield
-        finally:
-            if end is None:
-                end = _ends[index] = torch.cuda.Event()
-            end.record(stream)
+            now = _current_stream(self.index)
+            if self.last is not None and now != self.last:   # another stream: wait for the last call's work
+                _stream(now).wait_stream(_stream(self.last))
+            self.last = now
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+
+def exclusive(device: torch.device) -> _Exclusive:
+    """One chunkflow call at a time per device: every graph on it shares the arena, the resident copies, the copy
+    stream and the wrap-around state. Calls from other threads wait for the lock; a call on another CUDA stream than
+    the last call's first makes its stream wait (on the GPU) for everything issued so far on that one. A class, not a
+    generator: it runs around every block of a regionally compiled model, so it must cost well under a microsecond
+    when the stream does not change."""
+    ctx = _exclusive.get(device)
+    if ctx is None:
+        with _exclusive_lock:
+            ctx = _exclusive.setdefault(device, _Exclusive(device))
+    return ctx
+
+
+def _current_stream(index: int) -> tuple:
+    # torch.cuda.current_stream builds a Stream object (microseconds); the raw triple is enough to compare
+    return torch._C._cuda_getCurrentStream(index)
+
+
+def _stream(triple: tuple) -> torch.cuda.Stream:
+    stream_id, device_index, device_type = triple
+    return torch.cuda.Stream(stream_id=stream_id, device_index=device_index, device_type=device_type)
+
+
+_exclusive: dict[torch.device, _Exclusive] = {}
+_exclusive_lock = threading.Lock()
 
 _events: dict[tuple[int, int], torch.cuda.Event] = {}
 
