@@ -57,19 +57,43 @@ def main() -> int:
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--b-std", type=float, default=0.2, help="standard deviation of the random LoRA's B entries")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), help="default: bfloat16 on cuda, float32 on cpu")
+    p.add_argument("--control", action="store_true", help="first the same compile with plain Inductor, weights on "
+                   "the device, against eager: how far compiled is from eager without chunkflow (the numerics floor)")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--regional", action="store_true", help="diffusers' compile_repeated_blocks instead of the whole "
                    "model (one graph per block class: faster to compile, and every block goes through binding)")
     args = p.parse_args()
     cuda = args.device == "cuda"
-    device, dtype = torch.device(args.device), (torch.bfloat16 if cuda else torch.float32)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if cuda else torch.float32)
     timer, env = (time_steps, environment()) if cuda else (time_steps_cpu, environment_cpu())
     preset = get_preset(args.model)
     workload = Workload(height=args.height, width=args.width)
     model = preset.build(device, dtype, tiny=args.tiny)
     inputs = preset.inputs(model.config, workload, device, dtype)
     tokens = preset.tokens(workload)
-    name = f"lora_{args.model}{'-tiny' if args.tiny else ''}_{tokens}.json"
+    mode = "regional" if args.regional else "whole"
+    name = f"lora_{args.model}{'-tiny' if args.tiny else ''}_{tokens}_{mode}_{str(dtype)[6:]}.json"
+    rows: list[dict] = []
+    if args.control:   # plain Inductor, weights on the device: the compiled-vs-eager floor of these numerics
+        with torch.no_grad():
+            eager = model(**inputs)[0].float()
+            if args.regional:
+                model.compile_repeated_blocks(backend="inductor")
+                out = model(**inputs)[0].float()
+                for m in model.modules():
+                    m._compiled_call_impl = None
+            else:
+                out = torch.compile(model, backend="inductor")(**inputs)[0].float()
+        torch._dynamo.reset()
+        row = dict(step=f"control: plain Inductor ({mode}, no offload) vs eager",
+                   rel_err=((out - eager).abs().max() / eager.abs().max()).item(), model=args.model, tokens=tokens,
+                   dtype=str(dtype), **env)
+        rows.append(row)
+        print(row, flush=True)
+        write(rows, name)
+        del eager, out
     cfcompile.offload(model, device=device)
     options = {"resident_fraction": args.resident_fraction, **({"chunk_size": "8KiB"} if args.tiny else {})}
     if args.regional:
@@ -77,21 +101,23 @@ def main() -> int:
         fn = model
     else:
         fn = torch.compile(model, backend=chunkflow_backend, options=options)
-    rows: list[dict] = []
     # Time spent outside the compiled kernels on every graph call: the per-device lock and stream check
     # (`runtime.ops.exclusive`), routing, binding (finding the weights' host groups, checking them for changes) and
     # building the extra inputs.
     import cfcompile.backend as backend_module
     from cfcompile.backend import _Compiled
-    spent = [0.0]
-    route, exclusive = _Compiled.route, backend_module.exclusive
+    from cfcompile.runtime.binding import Binder
+    spent = {"lock": 0.0, "route": 0.0, "bind": 0.0}   # seconds; route includes bind
+    route, exclusive, bind = _Compiled.route, backend_module.exclusive, Binder.bind
 
-    def timed_route(self, a, run):
-        t0 = time.perf_counter()
-        try:
-            return route(self, a, run)
-        finally:
-            spent[0] += time.perf_counter() - t0
+    def timed(key, f):
+        def g(*a):
+            t0 = time.perf_counter()
+            try:
+                return f(*a)
+            finally:
+                spent[key] += time.perf_counter() - t0
+        return g
 
     class TimedExclusive:
         def __init__(self, device):
@@ -100,14 +126,15 @@ def main() -> int:
         def __enter__(self):
             t0 = time.perf_counter()
             self.ctx.__enter__()
-            spent[0] += time.perf_counter() - t0
+            spent["lock"] += time.perf_counter() - t0
 
         def __exit__(self, *exc):
             t0 = time.perf_counter()
             self.ctx.__exit__(*exc)
-            spent[0] += time.perf_counter() - t0
+            spent["lock"] += time.perf_counter() - t0
 
-    _Compiled.route, backend_module.exclusive = timed_route, TimedExclusive
+    _Compiled.route, Binder.bind = timed("route", route), timed("bind", bind)
+    backend_module.exclusive = TimedExclusive
 
     def eager_call():
         """The model without its compiled blocks (regional compilation sets ``_compiled_call_impl``)."""
@@ -143,7 +170,26 @@ def main() -> int:
         print({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}, flush=True)
         write(rows, name)
 
+    def binding_cost() -> None:
+        """What binding costs per call of the model in steady state, summed over the graphs' calls in one model
+        call (measured right after compiling: a time-out in the LoRA steps cannot lose it)."""
+        with torch.no_grad():
+            fn(**inputs)
+            for k in spent:
+                spent[k] = 0.0
+            for _ in range(20):
+                fn(**inputs)
+        ms = {k: v / 20 * 1e3 for k, v in spent.items()}
+        step_ms = rows[-1]["step_ms"]
+        bind_ms = ms["lock"] + ms["route"]
+        row = dict(step="binding cost", regional=args.regional, bind_ms_per_call=bind_ms, lock_ms=ms["lock"],
+                   route_ms=ms["route"], binder_ms=ms["bind"], step_ms=step_ms, share=bind_ms / step_ms, **env)
+        rows.append(row)
+        print(row, flush=True)
+        write(rows, name)
+
     check("compiled" + (" (regional)" if args.regional else ""))
+    binding_cost()
     model.load_lora_adapter(random_lora(model, args.rank, 1, args.b_std), adapter_name="a", prefix=None)
     check("load_lora_adapter")
     model.fuse_lora(lora_scale=1.0)
@@ -153,19 +199,6 @@ def main() -> int:
     model.unload_lora()
     check("unload_lora")
 
-    # What binding costs per call of the model, in steady state (summed over the graphs' calls in one model call).
-    with torch.no_grad():
-        fn(**inputs)
-        spent[0] = 0.0
-        for _ in range(20):
-            fn(**inputs)
-    bind_ms = spent[0] / 20 * 1e3
-    step_ms = rows[-1]["step_ms"]
-    row = dict(step="binding cost", regional=args.regional, bind_ms_per_call=bind_ms, step_ms=step_ms,
-               share=bind_ms / step_ms, **env)
-    rows.append(row)
-    print(row, flush=True)
-    write(rows, name)
     return 0
 
 
