@@ -1,9 +1,11 @@
-"""``cfcompile demo | plan``.
+"""The ``cfcompile`` command: try, plan and simulate the chunkflow backend.
 
     cfcompile demo                       # reduced Flux, random weights, on the GPU if there is one, else the CPU
     cfcompile demo --model flux          # the full-size Flux.1 transformer (12B, bf16; needs a GPU)
     cfcompile plan --model flux --height 1024 --width 1024 --profile H100 --memory-budget 12GiB --out plan/
                                          # the plan and predicted timeline, without a GPU or the weights
+    cfcompile workload --mix gfdit --gpus 8 --out w.jsonl
+    cfcompile simulate w.jsonl --gpus 8 --policy fcfs --policy edf-best-fit --out sim/
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
+from pathlib import Path
 
 import torch
 from tabulate import tabulate
@@ -55,6 +57,33 @@ def _timed(fn, steps: int, device: torch.device) -> tuple[torch.Tensor, float]:
     return out, statistics.median(times) * 1e3
 
 
+def _check_device(spec: str) -> str | None:
+    """None if tensors can be made on ``spec``, else one line: what is wrong and what to do."""
+    try:
+        device = torch.device(spec)
+    except RuntimeError:  # "gpu", "cuda:x", ...
+        return f"--device {spec!r} is not a device name torch knows; use cuda, cuda:N or cpu"
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = (f"this torch ({torch.__version__}) is built without CUDA; install a CUDA build of torch"
+                   if torch.version.cuda is None
+                   else "no CUDA GPU is visible (check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+            return f"--device {spec} is not available: {why}, or use --device cpu"
+        n = torch.cuda.device_count()
+        if device.index is not None and device.index >= n:
+            return (f"--device {spec} is not available: {n} CUDA GPU(s) visible; use cuda:0 .. cuda:{n - 1}, "
+                    "or --device cpu")
+        return None
+    try:
+        torch.empty(1, device=device)
+    except Exception:  # mps, xpu, ... without the hardware or the build; torch's message runs to pages
+        return (f"--device {spec} is not available with this torch ({torch.__version__}) on this machine; "
+                f"use --device cpu, or cuda on a machine with a GPU")
+    return None
+
+
 def demo(args: argparse.Namespace) -> int:
     try:
         from diffusers import FluxTransformer2DModel
@@ -63,10 +92,20 @@ def demo(args: argparse.Namespace) -> int:
         return 2
     import cfcompile
 
+    if args.device and (problem := _check_device(args.device)):
+        print(f"cfcompile demo: {problem}", file=sys.stderr)
+        return 2
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     full = args.model == "flux"
     if full and device.type != "cuda":
         print("--model flux is the 12B Flux.1 transformer: it needs a GPU; use --model small on the CPU",
+              file=sys.stderr)
+        return 2
+    out_dir = Path(args.out).resolve()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"cfcompile demo: cannot write to --out {args.out}: {e.strerror}; give another directory",
               file=sys.stderr)
         return 2
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -82,7 +121,6 @@ def demo(args: argparse.Namespace) -> int:
     model = model.eval().requires_grad_(False).to(device)
     inputs = _flux_inputs(model.config, image_tokens, text_tokens, device, dtype)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    dump = args.dump or tempfile.mkdtemp(prefix="cfcompile-dump-")
     print(f"Flux {'full size' if full else 'reduced'}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M "
           f"parameters ({format_bytes(weight_bytes)}, {dtype}) on {device}; {image_tokens} image + {text_tokens} text "
           f"tokens", flush=True)
@@ -99,7 +137,7 @@ def demo(args: argparse.Namespace) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        options = {"resident_fraction": args.resident_fraction, "dump": dump}
+        options = {"resident_fraction": args.resident_fraction, "dump": str(out_dir)}
         if args.chunk_size:
             options["chunk_size"] = args.chunk_size
         elif not full:
@@ -128,16 +166,25 @@ def demo(args: argparse.Namespace) -> int:
         ("streamed per step", format_bytes(plan.streamed_bytes)),
         ("arena on the device", format_bytes(plan.total_arena_bytes)),
         ("resident on the device", format_bytes(plan.total_resident_bytes)),
-        ("dump", compiled_graphs()[-1].chunkflow_dump_dir),
     ]
-    print(tabulate(rows, tablefmt="simple"))
+    print(tabulate(rows, headers=("measure", "value"), tablefmt="simple"))
+    print(f"files (plan.json, schedule.txt, timeline.json / .png): {compiled_graphs()[-1].chunkflow_dump_dir}")
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="cfcompile", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="offload, compile and check a Flux-architecture DiT")
+    p = argparse.ArgumentParser(
+        prog="cfcompile", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="cfcompile streams a DiT's weights from pinned host memory in chunks (torch.compile backend\n"
+                    "\"chunkflow\"). These commands try it on a small model, plan a model for a GPU, and simulate "
+                    "serving.",
+        epilog="examples:\n" + "\n".join(line[2:] for line in __doc__.splitlines()[2:] if line.strip())
+               + '\n\n"cfcompile COMMAND --help" lists the options of a command.')
+    sub = p.add_subparsers(dest="command", required=True, title="commands", metavar="COMMAND")
+    d = sub.add_parser("demo", help="offload and compile a Flux-architecture DiT with random weights, check its output "
+                                    "against Inductor without offloading, report step time, memory and the plan",
+                       description="Offload and compile a Flux-architecture DiT with random weights, check its output "
+                                   "against Inductor without offloading, and report step time, memory and the plan.")
     d.add_argument("--model", choices=("small", "flux"), default="small",
                    help="small: a reduced Flux with random weights (CPU friendly); flux: full-size Flux.1 (GPU)")
     d.add_argument("--device", help="cuda or cpu (default: cuda if available)")
@@ -145,8 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--chunk-size", help="e.g. 16MiB (default: 64KiB for small, 16MiB for flux)")
     d.add_argument("--tokens", type=int, help="image tokens (default 256 small, 4096 flux)")
     d.add_argument("--steps", type=int, default=3)
-    d.add_argument("--dump", help="dump directory (default: a new temporary directory)")
-    q = sub.add_parser("plan", help="plan a model for a GPU without the GPU or the weights (meta device)")
+    d.add_argument("--out", "--dump", default="cfcompile-demo",
+                   help="directory for the plan, schedule and timeline of the compiled graph (default: "
+                        "./cfcompile-demo; each run adds a graph_NNN folder)")
+    q = sub.add_parser("plan", help="plan a preset model (flux, qwen-image, wan, sd3) for a GPU profile without the "
+                                    "GPU or the weights: per-block table, predicted step and peak memory, timeline",
+                       description="Plan a preset model for a GPU profile on the meta device (no GPU, no weights): "
+                                   "per-block table, predicted step time and peak memory; --out writes the plan "
+                                   "and the predicted timeline.")
     q.add_argument("--model", required=True, help="preset: flux, qwen-image, wan, sd3")
     q.add_argument("--height", type=int, default=1024)
     q.add_argument("--width", type=int, default=1024)
@@ -161,14 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--prefetch-depth", help="an int or auto (default)")
     q.add_argument("--tiny", action="store_true", help="the preset's tiny config (seconds; to try the tool)")
     q.add_argument("--out", help="directory for plan.json, prediction.json, timeline.json (Perfetto), timeline.png")
-    w = sub.add_parser("workload", help="generate a serving workload (JSON lines, one request a line)")
+    w = sub.add_parser("workload", help="generate a serving workload for simulate (JSON lines, one request a line)")
     w.add_argument("--mix", default="gfdit", help="gfdit, bursty or uniform (optionally :qwen-image or :wan)")
     w.add_argument("--gpus", type=int, default=8, help="pool size the arrival rate is scaled to")
     w.add_argument("--minutes", type=float, default=10.0)
     w.add_argument("--load", type=float, default=1.0, help="offered load relative to the pool")
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--out", required=True)
-    m = sub.add_parser("simulate", help="simulate serving a workload under one or more policies")
+    m = sub.add_parser("simulate", help="simulate serving a workload on a GPU pool under one or more scheduling "
+                                        "policies: one comparison table, a summary and trace per policy")
     m.add_argument("workload")
     m.add_argument("--gpus", type=int, default=8)
     m.add_argument("--policy", action="append", required=True,
@@ -177,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--chunk-steps", type=int, default=5)
     m.add_argument("--mem-gb", type=float, default=96.0, help="memory per GPU")
     m.add_argument("--out", required=True, help="directory: <policy>/summary.json, <policy>/trace.json")
-    args = p.parse_args(argv)
+    # parse_args reports options no parser knows with the top-level usage; the subcommand's usage says more
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        sub.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "demo":
         return demo(args)
     if args.command == "plan":

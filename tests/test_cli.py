@@ -6,12 +6,17 @@ from cfcompile.cli import main
 
 
 @pytest.mark.timeout(600)
-def test_demo_runs_and_checks_its_output(tmp_path, capsys):
-    assert main(["demo", "--steps", "1", "--dump", str(tmp_path)]) == 0
+def test_demo_runs_and_checks_its_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default --out is ./cfcompile-demo, not a temporary folder
+    assert main(["demo", "--steps", "1"]) == 0
     out = capsys.readouterr().out
-    assert "(OK)" in out and "arena on the device" in out and str(tmp_path) in out
-    (graph,) = tmp_path.glob("graph_*")  # numbered per process: other tests may have dumped before
+    assert "(OK)" in out and "arena on the device" in out
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("output vs. Inductor"))
+    assert lines[first - 2].split() == ["measure", "value"] and set(lines[first - 1]) == {"-", " "}  # header
+    (graph,) = (tmp_path / "cfcompile-demo").glob("graph_*")  # numbered per process: others may have dumped
     assert (graph / "plan.json").exists() and (graph / "schedule.txt").exists()
+    assert out.rstrip().splitlines()[-1].endswith(str(graph))  # says where its files are
 
 
 def test_full_size_flux_needs_a_gpu(capsys):
@@ -21,6 +26,45 @@ def test_full_size_flux_needs_a_gpu(capsys):
         pytest.skip("this machine has a GPU")
     assert main(["demo", "--model", "flux", "--device", "cpu"]) == 2
     assert "needs a GPU" in capsys.readouterr().err
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and "demo | plan" not in out
+    for command, says in (("demo", "offload and compile"), ("plan", "plan a preset model"),
+                          ("workload", "generate a serving workload"), ("simulate", "simulate serving")):
+        line = next((line for line in out.splitlines() if line.split()[:1] == [command]), "")
+        assert says in line, f"--help has no line describing {command}:\n{out}"
+
+
+@pytest.mark.parametrize("argv", [["plan", "--model", "flux", "--bogus"], ["plan", "--bogus"],
+                                  ["demo", "--bogus", "1"]])
+def test_option_errors_show_the_commands_usage(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"usage: cfcompile {argv[0]} " in err and f"cfcompile {argv[0]}: error:" in err
+    assert "unrecognized arguments: --bogus" in err or "required: --model" in err
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "gpu", "mps"])
+def test_demo_on_a_missing_device_says_so_in_one_line(device, capsys):
+    import torch
+
+    if torch.cuda.is_available() and device.startswith("cuda"):
+        pytest.skip("this machine has a GPU")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    assert main(["demo", "--device", device]) == 2  # before any model is built
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"cfcompile demo: --device {device!r}" if device == "gpu" else
+                          f"cfcompile demo: --device {device} is not available")
+    assert "--device cpu" in err or "use cuda, cuda:N or cpu" in err
 
 
 def test_workload_and_simulate_compare_policies(tmp_path, capsys):
@@ -38,3 +82,10 @@ def test_workload_and_simulate_compare_policies(tmp_path, capsys):
         assert (tmp_path / "out" / policy / "trace.json").exists()
     assert main(["simulate", str(w), "--policy", "no-such", "--out", str(tmp_path / "x")]) == 2
     assert "unknown policy 'no-such'" in capsys.readouterr().err
+
+
+def test_demo_out_that_cannot_be_written(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["demo", "--device", "cpu", "--out", str(tmp_path / "file" / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cfcompile demo: cannot write to --out") and err.count("\n") == 1

@@ -141,3 +141,48 @@ def test_matplotlib_missing(tmp_path, monkeypatch):
         plot_memory_latency(tmp_path / "m.png", [dict(label="x", peak_gib=1.0, step_ms=1.0)], title="t")
     # the JSON writer needs no matplotlib
     assert write_perfetto(tmp_path / "t.json", step_spans()).exists()
+
+
+def _check_timeline(prediction, spans):
+    """Every span inside the call; the compute stream is blocks and stalls back to back, summing to the call."""
+    step = prediction.step_ms
+    outside = [s for s in spans if s.start_ms < -1e-6 or s.end_ms > step + 1e-6]
+    assert not outside, f"{len(outside)} spans outside [0, {step:.2f}] ms, e.g. {outside[0]}"
+    compute = sorted((s for s in spans if s.track == "compute"), key=lambda s: s.start_ms)
+    for a, b in zip(compute, compute[1:]):
+        assert b.start_ms >= a.end_ms - 1e-6, f"{a} overlaps {b}"
+    assert sum(s.duration_ms for s in compute) == pytest.approx(step, rel=1e-6)
+    assert compute[-1].end_ms == pytest.approx(step, rel=1e-6)
+
+
+def test_timeline_with_several_stalls_stays_inside_the_call():
+    # Three groups read back to back, all copied at the start: each stalls; the stalls used to be drawn shifted
+    # by the stalls before them (wall time shifted once more), past the end of the call.
+    from cfcompile.costmodel.model import StreamedGroup, simulate
+    from cfcompile.costmodel.profiles import DeviceProfile
+
+    toy = DeviceProfile("toy", matmul_tflops=1.0, memory_gbs=100.0, h2d_gbs=10.0, h2d_latency_us=0.0)
+    cum = [0.0, 2.0, 4.0, 6.0, 8.0]  # four nodes of 2 ms
+    groups = [StreamedGroup(k, n, 0, 50 * 10**6, 1) for k, n in (("a", 1), ("b", 2), ("c", 3))]
+    p = simulate(groups, cum, toy)
+    assert [g.stall_ms for g in p.groups] == pytest.approx([3.0, 3.0, 3.0])  # 5 ms copies, 2 ms blocks
+    spans = p.spans([("pro", 0.0, 2.0), ("a", 2.0, 4.0), ("b", 4.0, 6.0), ("c", 6.0, 8.0)])
+    _check_timeline(p, spans)
+    stalls = [(s.start_ms, s.end_ms) for s in spans if s.kind == "stall"]
+    assert stalls == [pytest.approx((2.0, 5.0)), pytest.approx((7.0, 10.0)), pytest.approx((12.0, 15.0))]
+
+
+@pytest.mark.parametrize("model,workload,options", [
+    ("flux", dict(height=1024, width=1024), dict(memory_budget="12GiB")),
+    ("flux", dict(height=1024, width=1024), dict(resident_fraction=0.0)),
+    ("wan", dict(height=480, width=832, frames=81), dict(memory_budget="12GiB")),
+    ("wan", dict(height=480, width=832, frames=81), dict(resident_fraction=0.5)),
+])  # full size (~13 s each on the meta device): the stalls and wrap-around copies of the real plans
+def test_planned_timeline_stays_inside_the_call(model, workload, options):
+    pytest.importorskip("diffusers")
+    from cfcompile.passes.tune import block_spans
+    from cfcompile.planning import plan_model
+    from cfcompile.presets import Workload
+
+    report = plan_model(model, Workload(**workload), profile="H100", **options)
+    _check_timeline(report.prediction, report.prediction.spans(block_spans(report.plan, report.costs)))

@@ -57,6 +57,9 @@ class Prediction:
     activation_bytes: int
     groups: tuple[GroupPrediction, ...]
     windows: tuple[tuple[float, float], ...] = ()  # collective windows (launch .. wait done) on the compute stream
+    pauses: tuple[tuple[float, float, str], ...] = ()
+    """(compute-only ms, ms, what) of each delay of the compute stream in the reported call: a group's stall
+    (``what`` = its key) or a collective slowed by copies (``"contention"``); maps compute-only time to wall time."""
 
     @property
     def peak_bytes(self) -> int:
@@ -74,32 +77,37 @@ class Prediction:
         return d
 
     def spans(self, blocks: Sequence[tuple[str, float, float]] = ()):
-        """The predicted timeline as `visualize.Span`s: compute blocks (``(name, start, end)`` in compute-only
-        time, shifted by the stalls before them), stalls, copies, and the collectives' windows."""
+        """The predicted timeline as `visualize.Span`s, all inside ``[0, step_ms]``: compute blocks (``(name,
+        start, end)`` in compute-only time, moved by the pauses before them), stalls, copies, and the collectives'
+        windows."""
         from ..visualize import Span
 
-        stalls = sorted((g.wait_ms, g.stall_ms, g.key) for g in self.groups if g.stall_ms > 1e-6)
-        out = []
+        def wall(t: float, end: bool) -> float:
+            # A stall at a block boundary belongs between the blocks; a slowed collective at the boundary
+            # (its wait is the last node of the block) lengthens the block that ends there.
+            return t + sum(ms for at, ms, what in self.pauses
+                           if at < t - 1e-9 or (abs(at - t) <= 1e-9 and (not end or what == "contention")))
 
-        def shifted(t: float) -> float:  # compute-only time -> wall time on the compute stream
-            return t + sum(s for w, s, _ in stalls if w <= t + 1e-9)
-
-        for name, start, end in blocks:
-            a, b = shifted(start), shifted(end)
-            out.append(Span("compute", name, a, max(a, b - _stall_inside(stalls, start, end)), "block"))
+        out = [Span("compute", name, wall(start, False), max(wall(start, False), wall(end, True)), "block")
+               for name, start, end in blocks]
         # the windows as the simulation played them (stalls and contention included)
         out.extend(Span("collective", "collective", lo, hi, "all_to_all") for lo, hi in self.windows)
-        for w, s, key in stalls:
-            t = shifted(w) - s
-            out.append(Span("compute", f"wait {key}", t, t + s, "stall"))
+        # wait_ms is already wall time (earlier stalls included): the stall starts there
+        out.extend(Span("compute", f"wait {g.key}", g.wait_ms, g.wait_ms + g.stall_ms, "stall")
+                   for g in self.groups if g.stall_ms > 1e-6)
         for g in self.groups:
-            out.append(Span("h2d", g.key, g.start_ms, g.done_ms, "copy",
-                            (("bytes", g.bytes), ("chunks", g.copies), ("hidden", g.hidden))))
+            args = (("bytes", g.bytes), ("chunks", g.copies), ("hidden", g.hidden))
+            if g.start_ms >= 0:
+                out.append(Span("h2d", g.key, g.start_ms, g.done_ms, "copy", args))
+                continue
+            # Wrap-around: issued in the previous call's tail. In the steady state each call's tail issues it
+            # for the next call, so the part before 0 is drawn at the end of this call.
+            tail = args + (("for", "next call"),)
+            out.append(Span("h2d", g.key, g.start_ms + self.step_ms, min(g.done_ms, 0.0) + self.step_ms, "copy",
+                            tail))
+            if g.done_ms > 0:
+                out.append(Span("h2d", g.key, 0.0, g.done_ms, "copy", args))
         return out
-
-
-def _stall_inside(stalls, start: float, end: float) -> float:
-    return sum(s for w, s, _ in stalls if start < w <= end)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +164,7 @@ def simulate(groups: Sequence[StreamedGroup], cumulative_ms: Sequence[float], pr
     copying: list[list] = []    # [start, end, (group, call)] of each copy part, for contention
     opened: dict = {}
     window_t = []
+    pauses = []                 # (call, compute-only ms, ms, what)
     stall_at_start: dict[int, float] = {}
     for pos, kind, j, c, k in events:
         call, node = divmod(pos, n_nodes + 1)
@@ -172,6 +181,7 @@ def simulate(groups: Sequence[StreamedGroup], cumulative_ms: Sequence[float], pr
                     extra = windows[j][2] * (profile.contention_collective - 1) * min(1.0, busy / (now - lo))
                     stall += extra
                     now += extra
+                    pauses.append((call, cumulative_ms[node], extra, "contention"))
                     slow = busy * (profile.contention_copy - 1)
                     for part in copying:   # copies in flight or queued after the window start are delayed
                         if part[1] > lo:
@@ -194,6 +204,8 @@ def simulate(groups: Sequence[StreamedGroup], cumulative_ms: Sequence[float], pr
             wait_t[j, c] = now
             stalls[j, c] = max(0.0, done_t[j, c] - now)
             stall += stalls[j, c]
+            if stalls[j, c] > 0:
+                pauses.append((call, cumulative_ms[node], stalls[j, c], g.key))
     last = calls - 1
     t0 = last * total + stall_at_start.get(last, 0.0)     # start of the reported call
     step_stall = stall - stall_at_start.get(last, 0.0)    # stalls on copies and collectives slowed by copies
@@ -208,4 +220,5 @@ def simulate(groups: Sequence[StreamedGroup], cumulative_ms: Sequence[float], pr
                                    stalls[j, last], tuple(t - t0 for t in chunk_t.get((j, last), ()))))
     spans = tuple((lo - t0, hi - t0) for call, lo, hi in window_t if call == last)
     return Prediction(profile.name, total + step_stall, total, sum(p.copy_ms for p in out), step_stall,
-                      resident_bytes, arena_bytes, activation_bytes, tuple(out), spans)
+                      resident_bytes, arena_bytes, activation_bytes, tuple(out), spans,
+                      tuple((at, ms, what) for call, at, ms, what in pauses if call == last))
