@@ -24,8 +24,9 @@ every way of changing a weight stays inside the store and is seen by compiled gr
     module._parameters[n] = new parameter    found by the next compiled call (not in the store) and copied back
                                               into its slot (`runtime.binding`), or by calling `offload` again
 
-A compiled graph compares each weight's ``(data_ptr, _version)`` with what it saw last (`runtime.binding`); a change
-bumps the group's ``generation``, which makes resident and wrap-around device copies of it stale.
+All weights of a group share one version counter (`_point`). A compiled call checks that it is called with the
+same parameter objects as last time, still HostParameters, and reads one counter per group (`runtime.binding`); a
+change bumps the group's ``generation``, which makes resident and wrap-around device copies of it stale.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ class Group:
         self.unpin = None               # weakref.finalize that unregisters them (runs once: explicitly or at GC)
         self.generation = 0             # bumped whenever a weight of the group is seen changed (device copies of
         #                                 the group made at an older generation are stale)
-        self.versions: dict[int, tuple[int, int]] = {}   # byte offset -> (data_ptr, _version) last accounted for
+        self.loners: dict[int, torch.Tensor] = {}   # byte offset -> a weight that could not share the group's
+        #                                              version counter (`_point`): its own is counted in `version`
+        self.seen_version = 0           # `version()` when a compiled call last accounted for the group's bytes
 
     def slot_at(self, offset: int) -> Slot | None:
         return next((s for s in self.slots if s.offset == offset), None)
@@ -78,6 +81,14 @@ class Group:
         """The slot's weight, seen on the device (what the parameter's data is)."""
         item = self.device_view.element_size()
         return self.device_view[slot.offset // item:(slot.offset + slot.nbytes) // item].view(slot.shape)
+
+    def version(self) -> int:
+        """A number that grows whenever a weight of the group is written in place: the version counter that all of
+        the group's weights share (`_point`), plus the own counters of weights that could not share it."""
+        v = self.device_view._version
+        for p in self.loners.values():
+            v += p._version
+        return v
 
     def changed(self) -> None:
         """A weight of this group changed: device copies made before now are stale."""
@@ -205,12 +216,47 @@ def _refuse_moving_hooks(module: nn.Module) -> None:
                 f"enable_layerwise_casting), then offload. Nothing was changed.")
 
 
-def _point(p: nn.Parameter, view: torch.Tensor) -> None:
-    """Make ``p`` a HostParameter whose data is ``view`` (the same object: modules and users keep their
-    references)."""
-    _DATA.__set__(p, view)
-    if type(p) is nn.Parameter:
+EPOCH = 0   # bumped whenever a parameter object is pointed into or out of a store (`epoch`)
+
+
+def epoch() -> int:
+    """Changes whenever a parameter object is pointed into or out of a store: call-time binding remembers parameter
+    objects, and an object pointed elsewhere keeps its identity."""
+    return EPOCH
+
+
+def _point(p: nn.Parameter, view: torch.Tensor, group: Group, offset: int) -> None:
+    """Make ``p`` a HostParameter whose data is ``view``, keeping the object (modules and users hold it).
+
+    ``torch.utils.swap_tensors`` gives ``p`` the tensor of a parameter made from ``view``, so ``p`` shares the version
+    counter of the group's buffer: a write to any weight of the group bumps one counter, which is all a compiled call
+    reads to see that the group changed (`runtime.binding`), however many weights it has. Where the swap is not
+    possible (weak references to ``p``, or ``p`` held by autograd) ``p`` keeps its own counter and the group counts
+    it separately (`Group.loners`)."""
+    global EPOCH
+    EPOCH += 1
+    new = torch.Tensor._make_subclass(HostParameter, view, p.requires_grad)   # shares view's version counter
+    new.__dict__.update(p.__dict__)
+    try:
+        torch.utils.swap_tensors(p, new)
+        group.loners.pop(offset, None)
+    except RuntimeError:
+        _DATA.__set__(p, view)
         p.__class__ = HostParameter
+        group.loners[offset] = p
+
+
+def _unpoint(p: nn.Parameter, data: torch.Tensor) -> None:
+    """`_point` undone: ``p`` an ordinary parameter holding ``data``, with a version counter of its own."""
+    global EPOCH
+    EPOCH += 1
+    new = nn.Parameter(data, requires_grad=p.requires_grad)
+    new.__dict__.update(p.__dict__)
+    try:
+        torch.utils.swap_tensors(p, new)
+    except RuntimeError:
+        _DATA.__set__(p, data)
+        p.__class__ = nn.Parameter
 
 
 def lookup(t: torch.Tensor) -> tuple[Group, int] | None:
@@ -457,8 +503,8 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
     was_on_gpu = any(p.device.type == "cuda" for p in named.values())
     for g, ((_, _), ps) in zip(groups, by_group.items()):
         for (pname, p), s in zip(ps, g.slots):
-            _point(p, g.view(s))
-            g.versions[s.offset] = (p.data_ptr(), p._version)
+            _point(p, g.view(s), g, s.offset)
+        g.seen_version = g.version()
         _GROUPS_BY_PTR[g.device_view.untyped_storage().data_ptr()] = g
     for b, moved in buffers:
         b.data = moved
@@ -492,9 +538,9 @@ def restore(module: nn.Module) -> None:
     moved = {n: p.data.to(store.device, copy=True) if store.device.type == "cuda" else p.data.clone()
              for n, p in named.items() if lookup(p) is not None}
     for n, t in moved.items():
-        _DATA.__set__(named[n], t)
+        _unpoint(named[n], t)
     for p in named.values():
-        if type(p) is HostParameter:
+        if type(p) is HostParameter:   # not in the store any more (e.g. a deep copy's): just the class
             p.__class__ = nn.Parameter
     delattr(module, _STORE_ATTR)
     _guard(module, False)
@@ -516,8 +562,7 @@ def take_back(p: torch.Tensor, group: Group, offset: int) -> None:
     view = group.view(slot)
     with torch.no_grad():
         view.copy_(p.detach())
-    _point(p, view)
-    group.versions[offset] = (p.data_ptr(), p._version)
+    _point(p, view, group, offset)
     group.changed()
 
 

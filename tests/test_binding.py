@@ -214,6 +214,35 @@ def test_parameters_replaced_by_new_objects_are_taken_back():
     same(fn, m, x)
 
 
+@pytest.mark.parametrize("rf", [0.0, 0.5])
+def test_changes_the_fast_path_must_not_miss(rf):
+    """The per-call check reads the parameter objects and one version counter per group (`offload._point`): what
+    would slip past it if it were any weaker."""
+    import weakref
+    m, x = toy()
+    held = weakref.ref(m.blocks[1].proj.weight)    # a weak reference: this weight cannot share its group's counter
+    cfcompile.offload(m, "cpu")
+    assert held() is m.blocks[1].proj.weight and lookup(held()) is not None
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": rf})
+    same(fn, m, x)
+    with torch.no_grad():
+        m.blocks[1].proj.weight.mul_(0.5)          # the weight with a counter of its own
+    same(fn, m, x)
+    w = m.blocks[2].qkv.weight
+    with torch.no_grad():
+        w.set_(w.detach().clone() * 2)             # the same object, its storage elsewhere: taken back
+    same(fn, m, x)
+    assert lookup(w) is not None
+    # (load_state_dict through swap_tensors, torch.__future__'s swap_module_params_on_conversion, fails for any
+    # compiled model: Dynamo holds weak references to the parameters, and swap_tensors refuses those)
+    cfcompile.restore(m)                           # the same objects, out of the store and back into a new one
+    with torch.no_grad():
+        m.blocks[0].ff2.weight.add_(1.0)
+    cfcompile.offload(m, "cpu")
+    same(fn, m, x)
+    assert all(lookup(p) is not None for p in m.parameters())
+
+
 def test_casts_and_moves_are_refused_and_change_nothing():
     m, x = offloaded()
     store = cfcompile.store_of(m)
