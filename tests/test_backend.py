@@ -186,7 +186,11 @@ def test_chunkflow_name_works_without_the_entry_point(monkeypatch):
 
     from torch._dynamo.backends import registry
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [])
+    # Dynamo imports its built-in backends and reads the entry points once per process (functools.cache): do it
+    # now, into the real registry, not into the copies patched below (else they vanish with the patch: 'eager'
+    # becomes an invalid backend for every later test in this process)
+    registry._lazy_import()
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: importlib.metadata.EntryPoints(()))
     monkeypatch.setattr(registry, "_COMPILER_FNS", {k: v for k, v in registry._COMPILER_FNS.items() if k != "chunkflow"})
     monkeypatch.setattr(registry, "_BACKENDS", {k: v for k, v in registry._BACKENDS.items() if k != "chunkflow"})
     cfcompile._register_backend_without_entry_point()

@@ -24,6 +24,16 @@ def group():
     dist.destroy_process_group()
 
 
+def fake_all_to_all_copies(group) -> bool:
+    """Whether the fake group's all-to-all returns its input (torch 2.13 and later). On 2.11 it returns uninitialized
+    memory, so eager and compiled outputs are garbage (NaN, or different each call) and only the schedule can be
+    checked there; real all-to-alls are compared with eager in test_elastic_compile.py and on the GPU."""
+    import torch.distributed._functional_collectives as funcol
+
+    x = torch.arange(8.0).reshape(4, 2)
+    return all(torch.equal(funcol.wait_tensor(funcol.all_to_all_single(x, None, None, group)), x) for _ in range(3))
+
+
 @pytest.fixture
 def slow_link(tmp_path):
     # Copies and all-to-alls of comparable length, so copies would run into the collectives' windows.
@@ -42,7 +52,9 @@ def compile_sp(group, options):
     fn = torch.compile(m, backend="chunkflow", options={**defaults, **options})
     with torch.no_grad():
         out, code = run_and_get_code(fn, x)
-    torch.testing.assert_close(out, eager)
+    assert out.shape == eager.shape
+    if fake_all_to_all_copies(group):
+        torch.testing.assert_close(out, eager)
     return compiled_graphs()[-1], code[0]
 
 

@@ -67,12 +67,15 @@ def _me(group: LogicalGroup) -> int | None:
 
 def _check_ranks(ranks: torch.Tensor, op: str) -> None:
     """The metadata of a ranks tensor (its values are read only by the op's eager implementation)."""
-    if not isinstance(ranks, torch.Tensor) or ranks.dtype != torch.int64 or ranks.device.type != "cpu" \
-            or ranks.dim() != 1 or not ranks.numel():
-        what = (f"a {ranks.dtype} tensor of shape {tuple(ranks.shape)} on {ranks.device}"
-                if isinstance(ranks, torch.Tensor) else type(ranks).__name__)
+    # Each message is one f-string of ints and strings: Dynamo (2.11, fullgraph) cannot fold a nested f-string or a
+    # tuple into the message, and then reports "Observed exception" without it.
+    if not isinstance(ranks, torch.Tensor):
+        raise TypeError(f"{op}: ranks must be a non-empty 1-D int64 CPU tensor of global ranks, got "
+                        f"{type(ranks).__name__}; e.g. torch.tensor(group.ranks)")
+    if ranks.dtype != torch.int64 or ranks.device.type != "cpu" or ranks.dim() != 1 or not ranks.numel():
         raise TypeError(f"{op}: ranks must be a non-empty 1-D int64 CPU tensor of global ranks (read on the host, "
-                        f"no device sync), got {what}; e.g. torch.tensor(group.ranks)")
+                        f"no device sync), got a {ranks.dim()}-D {ranks.dtype} tensor of {ranks.numel()} elements "
+                        f"on {ranks.device}; e.g. torch.tensor(group.ranks)")
 
 
 def _ranks(group: LogicalGroup | torch.Tensor, op: str) -> torch.Tensor | None:
