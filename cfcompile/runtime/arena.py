@@ -5,6 +5,7 @@ of the weights (`RESIDENTS`, one per device and host group, i.e. per model), and
 from __future__ import annotations
 
 import ctypes
+import operator
 import weakref
 
 import torch
@@ -13,6 +14,8 @@ from ..config import ALIGN, format_bytes
 from ..offload import _CudaArrayInterface
 from ..passes.plan import Plan
 from .ops import forget_slots
+
+_GROUP, _GENERATION = operator.itemgetter(0), operator.attrgetter("generation")   # of a (group, shift) binding
 
 
 def _retire(held: dict) -> None:
@@ -287,12 +290,13 @@ class GraphRuntime:
         shift)) and the next call will read those of ``following`` (default: the same); ``flip``: double-buffered
         groups read their second region this call and copy for the next call into the first."""
         following = binding if following is None else following
-        if binding in self.no_room:
-            raise NoRoom(binding[0][0].key)
-        gens = tuple(g.generation for g, _ in binding)
+        # the hit path runs on every block call of a regional compile: C-level iteration only, no generator
+        gens = list(map(_GENERATION, map(_GROUP, binding)))
         hit = self.bound.get((binding, following, flip))
         if hit is not None and hit[0] == gens:
-            return hit[1]
+            return hit[1]   # never a binding of no_room: those raise below before anything is cached
+        if binding in self.no_room:
+            raise NoRoom(binding[0][0].key)
         plan = self.plan
         hosts = [self._window(binding[i], plan.groups[i]) for i in self._streamed]
         nexts = [self._window(following[self._streamed[j]], plan.streamed[j]) for j in self._wrapped]
