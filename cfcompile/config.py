@@ -76,6 +76,7 @@ class MemoryBudget:
                              "share one MemoryBudget object between the compiles instead")
         self.bytes: int | None = None if size == "auto" else parse_bytes(size, key="MemoryBudget")
         self.members: "weakref.WeakSet" = weakref.WeakSet()   # the graphs planned under it (`runtime.budget`)
+        self.implicit = False   # made by the backend for a plain memory_budget: the model's graphs share it
 
     def resolve(self, free_bytes: int | None) -> int:
         """``"auto"``: the free device memory (fixed by `runtime.budget` once its first graph is built)."""
@@ -92,7 +93,8 @@ class MemoryBudget:
         return usage(self)
 
     def __repr__(self) -> str:
-        return "MemoryBudget('auto')" if self.bytes is None else f"MemoryBudget('{format_bytes(self.bytes)}')"
+        size = "auto" if self.bytes is None else format_bytes(self.bytes)
+        return f"memory_budget='{size}' (one model's graphs)" if self.implicit else f"MemoryBudget('{size}')"
 
 
 # Inductor options the backend owns; a user patch of these would break the pass or be ignored.

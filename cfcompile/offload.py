@@ -73,6 +73,7 @@ class Group:
         self.loners: dict[int, torch.Tensor] = {}   # byte offset -> a weight that could not share the group's
         #                                              version counter (`_point`): its own is counted in `version`
         self.seen_version = 0           # `version()` when a compiled call last accounted for the group's bytes
+        self.store = None               # weakref to the HostStore holding it (set by `offload`)
 
     def slot_at(self, offset: int) -> Slot | None:
         return next((s for s in self.slots if s.offset == offset), None)
@@ -115,6 +116,7 @@ class HostStore:
 
     device: torch.device
     groups: list[Group]
+    budgets: dict = dataclasses.field(default_factory=dict)   # bytes -> the model's implicit MemoryBudget (`backend`)
 
     @property
     def host_bytes(self) -> int:
@@ -509,6 +511,8 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
     for b, moved in buffers:
         b.data = moved
     store = HostStore(dev, groups)
+    for g in groups:
+        g.store = weakref.ref(store)
     setattr(module, _STORE_ATTR, store)
     _guard(module, True)
     _prepare_for_compile(module)

@@ -203,7 +203,8 @@ def test_wrong_uses_are_refused_with_nothing_changed():
     shared = MemoryBudget("64MiB")
     f = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "memory_budget": shared},
                       dynamic=False)
-    with pytest.raises(Exception, match=r"also read by a graph compiled with no MemoryBudget, and this one has "
-                                        r"MemoryBudget\('64.00 MiB'\)"), torch.no_grad():
+    with pytest.raises(Exception, match=r"also read by a graph compiled with memory_budget='64.00 MiB' \(one "
+                                        r"model's graphs\), and this one has MemoryBudget\('64.00 MiB'\)"), \
+            torch.no_grad():
         f(x)
     assert len(compiled_graphs()) == n and RESIDENTS.bytes() == held and shared.usage()["graphs"] == 0
