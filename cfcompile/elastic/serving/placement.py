@@ -3,9 +3,10 @@
 Each GPU has a memory size. A model whose weights plus working memory fit is made *resident*: the first task on
 a GPU without it loads it (``load_ms``, evicting least-recently-used models until the residents fit), later tasks
 pay nothing. A model that cannot fit on a GPU even alone is *streamed* from host memory (chunkflow): nothing is
-loaded, but every stage runs ``stream_factor`` slower and a denoise step takes at least ``stream_step_ms``. Under
-SP every GPU of a group holds the whole model, so a group streams if one member does and waits for its slowest
-load. Policies read the same object through the simulator's view (``resident``, ``fits``, ``task_s``).
+loaded, and the cost table prices the streamed step (``ModelCosts.streamed_step_ms``: a planned table by the bytes
+that do not fit the GPU's memory over H2D, a synthetic one by a slowdown factor). Under SP every GPU of a group
+holds the whole model, so a group streams if one member does, at the memory of its smallest GPU, and waits for
+its slowest load. Policies read the same object through the simulator's view (``resident``, ``fits``, ``task_s``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class Memory:
 
     def fits_anywhere(self, model: str) -> bool:
         return any(self.fits(model, g) for g in range(len(self.mem_gb)))
+
+    def group_gb(self, group: Sequence[int]) -> float:
+        """Memory of the group's smallest GPU: what a streamed group keeps resident per GPU (weights replicate)."""
+        return min(self.mem_gb[g] for g in group)
 
     def load_ms(self, model: str) -> float:
         m = self.costs.model(model)
