@@ -100,10 +100,40 @@ class Memory:
         return prep
 
 
+def parse_gpu_memory(spec: str | float, gpus: int | None = None) -> tuple[float, ...]:
+    """Per-GPU memory (GB) from ``"80x4,24x4"`` (4 GPUs of 80 GB, then 4 of 24) or one number for ``gpus`` GPUs.
+
+    A list must name ``gpus`` GPUs when ``gpus`` is given; ValueError says what was wrong and the form expected."""
+    form = "a number of GB for every GPU (e.g. 80) or SIZExCOUNT parts (e.g. 80x4,24x4)"
+    text = str(spec).strip()
+    parts = [p.strip() for p in text.split(",")]
+    out: list[float] = []
+    try:
+        for part in parts:
+            size, _, count = part.partition("x")
+            n = int(count) if count else None
+            if n is not None and n < 1:
+                raise ValueError
+            if n is None and len(parts) > 1:
+                n = 1
+            gb = float(size)
+            if not gb > 0:
+                raise ValueError
+            out.extend([gb] * (n if n is not None else (gpus or 0)))
+    except ValueError:
+        raise ValueError(f"--gpu-memory {text!r}: expected {form}, with positive sizes and counts") from None
+    if not out:
+        raise ValueError(f"--gpu-memory {text!r} without a pool size: give --gpus, or {form}")
+    if gpus is not None and len(out) != gpus:
+        raise ValueError(f"--gpu-memory {text!r} describes {len(out)} GPUs but the pool has {gpus}; make the counts "
+                         f"add up to {gpus} or leave --gpus out")
+    return tuple(out)
+
+
 def default_preload(gpus: int, models: Sequence[str]) -> dict[int, list[str]]:
     """GPU g starts with the models in order from ``models[g % n]``, as many as fit (Memory skips the rest)."""
     n = len(models)
     return {g: [models[(g + i) % n] for i in range(n)] for g in range(gpus)} if n else {}
 
 
-__all__ = ["Memory", "Prep", "default_preload"]
+__all__ = ["Memory", "Prep", "default_preload", "parse_gpu_memory"]

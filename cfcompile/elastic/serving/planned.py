@@ -265,10 +265,53 @@ def shipped_costs(profile: str) -> CostTable:
     return CostTable.load(path)
 
 
+def read_measured(path) -> dict[tuple[str, str], list[tuple[float, int, float]]]:
+    """Measured stage times from a CSV with a header naming ``model,stage,tokens,degree,ms`` (any order; other
+    columns ignored): (model, stage) -> [(tokens, degree, ms)]. ValueError names the line and what is wrong."""
+    import csv
+
+    path = Path(path)
+    need = ("model", "stage", "tokens", "degree", "ms")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(line for line in f if line.strip() and not line.lstrip().startswith("#"))
+        missing = [c for c in need if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(f"{path}: the header lacks {missing}; expected columns {','.join(need)} (e.g. "
+                             f"'qwen-image,denoise,4096,2,350.0')")
+        out: dict[tuple[str, str], list[tuple[float, int, float]]] = {}
+        for n, row in enumerate(reader, 2):
+            try:
+                x, d, ms = float(row["tokens"]), int(row["degree"]), float(row["ms"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{n}: tokens, degree and ms must be numbers (degree an int), got "
+                                 f"{row['tokens']!r}, {row['degree']!r}, {row['ms']!r}") from None
+            out.setdefault((row["model"], row["stage"]), []).append((x, d, ms))
+    if not out:
+        raise ValueError(f"{path}: no measured rows")
+    return out
+
+
+def load_costs(profile: str | None = None, costs=None, measured=None, mode: str = "calibrate") -> CostTable:
+    """The table a simulation uses: the ``costs`` file, else the shipped table of ``profile``, else the synthetic
+    one; then ``measured`` (a CSV, :func:`read_measured`) calibrates it (``mode="calibrate"``: scale each measured
+    model/stage by the median measured / predicted) or replaces the measured degrees (``"replace"``: refit)."""
+    from .costs import calibrate, refit, synthetic_costs
+
+    if mode not in ("calibrate", "replace"):
+        raise ValueError(f"refit mode {mode!r}: use calibrate (scale predictions) or replace (refit measured degrees)")
+    table = CostTable.load(costs) if costs else shipped_costs(profile) if profile else synthetic_costs()
+    if measured:
+        fn = calibrate if mode == "calibrate" else refit
+        for (model, stage), rows in sorted(read_measured(measured).items()):
+            table = fn(table, model, rows, stage, source=f"measured {Path(measured).name}")
+    return table
+
+
 def gpu_memory(profile: str | None) -> float | None:
     """Memory of one GPU of ``profile`` in GB, None when unknown."""
     return GPU_MEMORY_GB.get(profile) if profile else None
 
 
-__all__ = ["costs_from_model", "model_costs", "shipped_costs", "save_table", "gpu_memory", "SHAPES", "DEGREES",
+__all__ = ["costs_from_model", "model_costs", "shipped_costs", "save_table", "gpu_memory", "load_costs",
+           "read_measured", "SHAPES", "DEGREES",
            "PIPELINES", "GPU_MEMORY_GB"]
