@@ -140,16 +140,17 @@ def capture_graphs(model: nn.Module, inputs: Mapping[str, Any]) -> list[tuple[fx
 
 def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs: Mapping[str, Any] | None = None,
                *, profile: str | DeviceProfile = "H100", dtype: torch.dtype = torch.bfloat16, tiny: bool = False,
-               **options) -> PlanReport:
+               overrides: Mapping[str, Any] | None = None, **options) -> PlanReport:
     """Plan ``model`` (a preset name, or a module on the meta device with ``inputs``) for ``profile`` under the
     backend ``options`` (chunk_size, resident_fraction, memory_budget, prefetch_depth). ``tiny``: the preset's
-    tiny config (a quick look at the tool)."""
+    tiny config (a quick look at the tool); ``overrides``: preset config entries to change (e.g.
+    ``num_attention_heads=8`` so that a tiny model splits over Ulysses 8)."""
     graphs = None
     if isinstance(model, str):
         preset = get_preset(model)
         name = preset.name + (" (tiny)" if tiny else "")
         workload = workload or Workload()
-        module, graphs = _traced_preset(preset, workload, dtype, tiny)
+        module, graphs = _traced_preset(preset, workload, dtype, tiny, overrides or {})
     else:
         if inputs is None:
             raise ValueError("plan_model: pass inputs=dict(...) of meta tensors for a module (or a preset name)")
@@ -186,20 +187,21 @@ TRACE_CACHE_SIZE = 4
 memory budget and profile, so a sweep over those (serving cost tables) traces each shape once."""
 
 
-def _traced_preset(preset, workload: Workload, dtype: torch.dtype, tiny: bool) -> tuple[nn.Module, list]:
+def _traced_preset(preset, workload: Workload, dtype: torch.dtype, tiny: bool,
+                   overrides: Mapping[str, Any]) -> tuple[nn.Module, list]:
     """The meta module of ``preset`` and the Dynamo graphs of its forward on ``workload``, cached by shape.
 
     The SP degree is validated here but not part of the key: the traced graph is the full sequence at any degree
     (``estimate_costs`` divides it). The module is cached with its graphs because the weight layout is found by
     tensor identity against the graphs' example inputs."""
-    preset.check(workload, preset.tiny_config if tiny else None)
-    key = (preset.name, tiny, str(dtype), dataclasses.replace(workload, sp_degree=1))
+    preset.check(workload, {**(preset.tiny_config if tiny else preset.config), **overrides})
+    key = (preset.name, tiny, tuple(sorted(overrides.items())), str(dtype), dataclasses.replace(workload, sp_degree=1))
     hit = _TRACES.get(key)
     if hit is not None:
         _TRACES.move_to_end(key)
         return hit
     t0 = time.perf_counter()
-    module = preset.build("meta", dtype, tiny=tiny)
+    module = preset.build("meta", dtype, tiny=tiny, **overrides)
     inputs = preset.inputs(module.config, dataclasses.replace(workload, sp_degree=1), "meta", dtype)
     _TRACES[key] = hit = (module, capture_graphs(module, inputs))
     while len(_TRACES) > TRACE_CACHE_SIZE:

@@ -91,22 +91,16 @@ def _profile(profile):
 def _plan(model: str, shape: tuple[int, int, int], degree: int, profile_name: str, tiny: bool,
           budget_gb: float | None = None) -> dict:
     """One ``plan_model`` result, the numbers a cost table needs (cached per process)."""
-    import torch
-
     from ...planning import plan_model
-    from ...presets import Workload, get_preset
+    from ...presets import Workload
 
     h, w, f = shape
     wl = Workload(height=h, width=w, frames=f, sp_degree=degree)
     opts = {"memory_budget": int(budget_gb * 1e9)} if budget_gb is not None else {}
     t0 = time.perf_counter()
-    if tiny:  # the tiny config with 8 heads, so that Ulysses at 2, 4 and 8 splits them
-        preset = get_preset(model)
-        module = preset.build("meta", torch.bfloat16, tiny=True, num_attention_heads=8)
-        report = plan_model(module, wl, preset.inputs(module.config, wl, "meta", torch.bfloat16),
-                            profile=_profile(profile_name), **opts)
-    else:
-        report = plan_model(model, wl, profile=_profile(profile_name), **opts)
+    # tiny: the tiny config with 8 heads, so that Ulysses at 2, 4 and 8 splits them
+    report = plan_model(model, wl, profile=_profile(profile_name), tiny=tiny,
+                        overrides={"num_attention_heads": 8} if tiny else None, **opts)
     p = report.prediction
     out = dict(compute_ms=p.compute_ms, step_ms=p.step_ms, activation_bytes=p.activation_bytes,
                arena_bytes=p.arena_bytes, resident_bytes=p.resident_bytes, weight_bytes=report.plan.host_bytes,
@@ -194,7 +188,7 @@ def model_costs(model: str, profile="H100", degrees: Sequence[int] = DEGREES,
     dit_gb = base[0]["weight_bytes"] / 1e9
     weight_gb = dit_gb + 2 * pipe.text_params / 1e9 + vae_gb
     activation_gb = max(b["activation_bytes"] for b in base) / 1e9
-    cfg = preset.resolve(preset.tiny_config if tiny else None)
+    cfg = preset.resolve({**preset.tiny_config, "num_attention_heads": 8} if tiny else None)
     per_token = cfg["in_channels"] * (cfg["patch_size"][0] * cfg["patch_size"][1] * cfg["patch_size"][2]
                                       if model == "wan" else 1) * 4  # fp32 latents a reshard moves
     text_dim = cfg.get("joint_attention_dim") or cfg["text_dim"]
@@ -221,7 +215,7 @@ def model_costs(model: str, profile="H100", degrees: Sequence[int] = DEGREES,
               f"bound (not planned)"
     costs = ModelCosts(
         model, {TEXT_ENCODE: {1: (0.0, 0.0, text_ms)}, PREPARE: {1: (0.0, 0.0, 0.0)}, DENOISE: denoise,
-                VAE_DECODE: {1: fit_quadratic(xs, vae_ms)}},
+                VAE_DECODE: {1: _vae_fit(xs, vae_ms)}},
         weight_gb=weight_gb, activation_gb=activation_gb, patch=16, temporal=4 if model == "wan" else 1,
         cfg_factor=2.0, load_ms=weight_gb / prof.h2d_gbs * 1e3, state_bytes_per_token=float(per_token),
         state_bytes=float(text_tokens * text_dim * 2), dit_gb=dit_gb, h2d_gbs=prof.h2d_gbs,
@@ -230,6 +224,14 @@ def model_costs(model: str, profile="H100", degrees: Sequence[int] = DEGREES,
                  PREPARE: {1: "estimate: noise latents and timesteps, negligible (not planned)"},
                  VAE_DECODE: {1: vae_src}})
     return costs, notes
+
+
+def _vae_fit(xs: list[int], ms: list[float]):
+    """The VAE row: through the planned shapes; with fewer than three, through the origin too (a decoder's FLOPs
+    grow with the latent: none, no work), so that one shape still gives a time that grows with the size."""
+    if len(set(xs)) >= 3:
+        return fit_quadratic(xs, ms)
+    return fit_quadratic([0, *xs], [0.0, *ms])
 
 
 def costs_from_model(models: Sequence[str] = ("flux", "qwen-image", "wan"), profile="H100",
