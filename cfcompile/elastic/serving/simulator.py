@@ -7,8 +7,9 @@ assignment is checked (runnable, GPUs free and in range, a free holder of the re
 once::
 
     [reshard over dst ∪ sender]  ->  [model load, if some GPU lacks it]  ->  [compute]
-     only if some dst GPU lacks      max over the group                      cost table x stream slowdown
-     the request's state
+     only if some dst GPU lacks      max over the group                      cost table; streamed where a GPU
+     the request's state                                                     cannot hold the model (priced at
+                                                                             the group's smallest memory)
 
 Times are seconds (costs in the table are ms). Same requests, policy and config give the same result, byte for
 byte, on any machine: no wall clock, no unordered iteration, ties broken by sequence numbers.
