@@ -17,7 +17,8 @@ Built in (``make_policy(name)``)::
     memory-aware  EDF best-fit over groups rather than degrees: each candidate group is priced with its model
                   load and, where a GPU cannot hold the model, the streamed step time (``view.group_s``); groups
                   holding the model resident, then GPUs it fits on, come first, and a pool of small GPUs serves a
-                  model that fits none of them by streaming
+                  model that fits none of them by streaming; requests that can no longer meet their deadline go
+                  last (triage; ``memory-aware-notriage`` without it)
     preempt       priorities with aging on top of EDF best-fit; at each chunk boundary a lower request yields
                   GPUs (demoted to what is left, or paused); a task waiting ``starve_s`` goes first, oldest
                   request first, so the oldest request's task starts within starve_s + the longest task
@@ -325,9 +326,35 @@ class MemoryAware(EDFBestFit):
     some GPU cannot hold the model). Best fit as EDF: the smallest group meeting the deadline, else the fastest;
     spare GPUs then widen placed groups (in order) where that is faster. A model that fits no free GPU still runs,
     streamed, when that is the best estimate: a pool of small GPUs serves it.
+
+    ``triage`` (default on): a request that cannot meet its deadline any more, even resident at its fastest
+    degree, goes after every request that still can (EDF among each). Plain EDF spends GPUs on such requests
+    first, so under overload one late request makes the next ones late too; ``triage=False`` turns it off, to
+    measure what it is worth on its own.
     """
 
     name = "memory-aware"
+
+    def __init__(self, triage: bool = True):
+        super().__init__()
+        self.triage = bool(triage)
+        if not self.triage:
+            self.name = "memory-aware-notriage"
+        self._keys: dict[str, tuple] = {}  # task id -> (latest start that can still meet the deadline, EDF key)
+
+    def key(self, task, view):
+        # the whole backlog is sorted every instant: each task is priced once, only the comparison with now is new
+        k = self._keys.get(task.id)
+        if k is None:
+            req = view.request(task.request)
+            best = min(view.remaining_s(req.id, d) for d in view.degrees(req.model))
+            late = math.inf if req.deadline_s is None or not self.triage else req.deadline_s - best
+            k = self._keys[task.id] = (late, super().key(task, view))
+        return (view.now > k[0], k[1])
+
+    def on_worker_event(self, event, view):
+        self._keys.pop(event.task.id, None)
+        return super().on_worker_event(event, view)
 
     def schedule(self, view):
         free = set(view.free)
@@ -415,7 +442,7 @@ def _check_degree(degree, who):
 
 
 BUILTIN = {"fcfs": FCFS, "srtf": SRTF, "edf": EDFBestFit, "edf-best-fit": EDFBestFit, "memory-aware": MemoryAware,
-           "preempt": Preemptive}
+           "memory-aware-notriage": lambda **kw: MemoryAware(triage=False, **kw), "preempt": Preemptive}
 
 
 def make_policy(spec, **kwargs) -> Policy:
