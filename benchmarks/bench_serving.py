@@ -30,7 +30,7 @@ from cfcompile.elastic.serving.planned import GPU_MEMORY_GB, shipped_costs  # no
 
 logger = logging.getLogger(__name__)
 
-POLICIES = ("static-1", "static-2", "static-4", "static-8", "srtf", "edf", "memory-aware")
+POLICIES = ("static-1", "static-2", "static-4", "static-8", "srtf", "edf", "memory-aware", "memory-aware-notriage")
 LOADS = (0.6, 0.8, 1.0, 1.2)
 MEMORY_POOLS = {"48 GB": "48", "24 GB": "24", "80+24 GB": "80x{half},24x{half}"}
 

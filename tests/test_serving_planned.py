@@ -110,12 +110,32 @@ def test_measured_rows_calibrate_or_replace(tmp_path):
 
 
 def test_planned_costs_small_gets_one_gpu_large_urgent_gets_several():
+    from cfcompile.elastic.serving import build_tasks
+    from cfcompile.elastic.serving.policies import best_fit
+
     costs = shipped_costs("H100")
-    small = Request("small", "qwen-image", 512, 512, arrival_s=0.0, slo_scale=2.0)
-    large = Request("large", "wan", 720, 1280, 81, cfg=True, arrival_s=0.0, slo_scale=0.5)
+    small = Request("small", "qwen-image", 512, 512, arrival_s=0.0, deadline_s=10.0)  # 3.0 s on one GPU
+    large = Request("large", "wan", 720, 1280, 81, cfg=True, arrival_s=0.0, deadline_s=300.0)  # 1180 s on one
+
+    class View:  # best-fit reads the request, its degrees and remaining times
+        now = 0.0
+
+        def request(self, rid):
+            return {"small": small, "large": large}[rid]
+
+        def degrees(self, model):
+            return costs.model(model).degrees
+
+        def remaining_s(self, rid, d):
+            r = self.request(rid)
+            return costs.model(r.model).request_ms(r, d) / 1e3
+
+    first = {r.id: next(t for t in build_tasks(r) if t.kind == "denoise") for r in (small, large)}
+    assert best_fit(first["small"], 8, View()) == 1 and best_fit(first["large"], 8, View()) in (4, 8)
+    # on a busy pool (an SP-8 Wan clip holds half of it) both policies place them that way
+    busy = Request("busy", "wan", 720, 1280, 81, cfg=True, arrival_s=0.0, deadline_s=1e6)
     for policy in ("edf", "memory-aware"):
-        res = simulate([small, large], 8, policy, costs, SimConfig(mem_gb=80.0))
-        widths = {rid: {len(r.task.group) for r in res.records if r.task.request == rid and r.task.kind == "denoise"}
+        res = simulate([busy, small, large], 9, policy, costs, SimConfig(mem_gb=80.0, chunk_steps=50))
+        widths = {rid: [len(r.task.group) for r in res.records if r.task.request == rid and r.task.kind == "denoise"]
                   for rid in ("small", "large")}
-        assert widths["small"] == {1} and min(widths["large"]) >= 4, (policy, widths)
-        assert res.summary["slo_attainment"] == 1.0
+        assert widths["small"][0] == 1 and widths["large"][0] >= 4, (policy, widths)
