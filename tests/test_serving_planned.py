@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from cfcompile.elastic.serving import CostTable, Request, SimConfig, generate_workload, simulate
+from cfcompile.elastic.serving import CostTable, Request, SimConfig, simulate
 from cfcompile.elastic.serving.costs import ModelCosts
-from cfcompile.elastic.serving.planned import (DEGREES, GPU_MEMORY_GB, PIPELINES, costs_from_model, load_costs, read_measured,
-                                               save_table, shipped_costs)
+from cfcompile.elastic.serving.planned import (DEGREES, GPU_MEMORY_GB, PIPELINES, costs_from_model, load_costs,
+                                               read_measured, save_table, shipped_costs)
 
 TINY_SHAPES = {"flux": [(256, 256, 1)], "qwen-image": [(256, 256, 1)], "wan": [(128, 128, 5)]}
 

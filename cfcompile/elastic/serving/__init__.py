@@ -22,5 +22,6 @@ from .workload import generate_workload, read_workload, write_workload
 
 __all__ = ["Request", "Task", "build_tasks", "CostTable", "ModelCosts", "fit_quadratic", "refit", "calibrate",
            "synthetic_costs", "costs_from_model", "load_costs", "shipped_costs", "Policy", "View", "WorkerEvent",
-           "QueuePolicy", "ElasticPolicy", "StaticSP", "FCFS", "SRTF", "EDFBestFit", "MemoryAware", "Preemptive", "make_policy", "simulate", "Result", "Record", "SimConfig", "PolicyError",
+           "QueuePolicy", "ElasticPolicy", "StaticSP", "FCFS", "SRTF", "EDFBestFit", "MemoryAware", "Preemptive",
+           "make_policy", "simulate", "Result", "Record", "SimConfig", "PolicyError",
            "generate_workload", "read_workload", "write_workload"]
