@@ -387,7 +387,7 @@ class MemoryAware(EDFBestFit):
             if not t.parallel or not free:
                 continue
             model = view.request(t.request).model
-            order = self._order(t, free, view, taken, exclude_holders=True)
+            order = self._order(t, free, view, taken)  # holders left out of a narrowed group come back first
             for d in view.degrees(model):
                 extra = [g for g in order if g in free]
                 if len(p[1]) < d <= len(p[1]) + len(extra):
@@ -399,12 +399,11 @@ class MemoryAware(EDFBestFit):
         return [t.on(group) for t, group, _ in plans]
 
     @staticmethod
-    def _order(task: Task, free: set[int], view: View, taken: dict[int, int],
-               exclude_holders: bool = False) -> list[int]:
+    def _order(task: Task, free: set[int], view: View, taken: dict[int, int]) -> list[int]:
         """Free GPUs in the order a group for ``task`` takes them (see the class docstring)."""
         req = view.request(task.request)
         holders = view.holders(task.request)
-        own = [] if exclude_holders else [g for g in holders if g in free]
+        own = [g for g in holders if g in free]
         rest = sorted((g for g in free if g not in holders),
                       key=lambda g: (req.model not in view.resident(g), not view.fits(req.model, g),
                                      -view.mem_gb(g), taken.get(g, 0), g))
