@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +34,8 @@ from .passes.analysis import find_weight_reads
 from .passes.plan import Plan
 from .passes.tune import block_spans, plan_with_model
 from .presets import Workload, get_preset
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -135,16 +140,17 @@ def capture_graphs(model: nn.Module, inputs: Mapping[str, Any]) -> list[tuple[fx
 
 def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs: Mapping[str, Any] | None = None,
                *, profile: str | DeviceProfile = "H100", dtype: torch.dtype = torch.bfloat16, tiny: bool = False,
-               **options) -> PlanReport:
+               overrides: Mapping[str, Any] | None = None, **options) -> PlanReport:
     """Plan ``model`` (a preset name, or a module on the meta device with ``inputs``) for ``profile`` under the
     backend ``options`` (chunk_size, resident_fraction, memory_budget, prefetch_depth). ``tiny``: the preset's
-    tiny config (a quick look at the tool)."""
+    tiny config (a quick look at the tool); ``overrides``: preset config entries to change (e.g.
+    ``num_attention_heads=8`` so that a tiny model splits over Ulysses 8)."""
+    graphs = None
     if isinstance(model, str):
         preset = get_preset(model)
         name = preset.name + (" (tiny)" if tiny else "")
         workload = workload or Workload()
-        module = preset.build("meta", dtype, tiny=tiny)
-        inputs = preset.inputs(module.config, workload, "meta", dtype)
+        module, graphs = _traced_preset(preset, workload, dtype, tiny, overrides or {})
     else:
         if inputs is None:
             raise ValueError("plan_model: pass inputs=dict(...) of meta tensors for a module (or a preset name)")
@@ -156,7 +162,8 @@ def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs:
         raise ValueError("memory_budget='auto' means what is free on the GPU at compile time; for planning "
                          "give a number of bytes, e.g. '12GiB'")
 
-    graphs = capture_graphs(module, inputs)
+    if graphs is None:
+        graphs = capture_graphs(module, inputs)
     layout = planned_layout(module)
     best = None
     for gm, example_inputs in graphs:
@@ -172,3 +179,38 @@ def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs:
         policy = "yield" if prof.link_shares_h2d else "overlap"
     plan, prediction = plan_with_model(reads, config, costs, prof, collective_policy=policy)
     return PlanReport(name, workload, prof, config, plan, prediction, costs, len(graphs))
+
+
+_TRACES: "OrderedDict[tuple, tuple[nn.Module, list]]" = OrderedDict()
+TRACE_CACHE_SIZE = 4
+"""Preset traces ``plan_model`` keeps: a full-size trace takes ~35 s on a CPU and is the same for every SP degree,
+memory budget and profile, so a sweep over those (serving cost tables) traces each shape once."""
+
+
+def _traced_preset(preset, workload: Workload, dtype: torch.dtype, tiny: bool,
+                   overrides: Mapping[str, Any]) -> tuple[nn.Module, list]:
+    """The meta module of ``preset`` and the Dynamo graphs of its forward on ``workload``, cached by shape.
+
+    The SP degree is validated here but not part of the key: the traced graph is the full sequence at any degree
+    (``estimate_costs`` divides it). The module is cached with its graphs because the weight layout is found by
+    tensor identity against the graphs' example inputs."""
+    preset.check(workload, {**(preset.tiny_config if tiny else preset.config), **overrides})
+    key = (preset.name, tiny, tuple(sorted(overrides.items())), str(dtype), dataclasses.replace(workload, sp_degree=1))
+    hit = _TRACES.get(key)
+    if hit is not None:
+        _TRACES.move_to_end(key)
+        return hit
+    t0 = time.perf_counter()
+    module = preset.build("meta", dtype, tiny=tiny, **overrides)
+    inputs = preset.inputs(module.config, dataclasses.replace(workload, sp_degree=1), "meta", dtype)
+    _TRACES[key] = hit = (module, capture_graphs(module, inputs))
+    while len(_TRACES) > TRACE_CACHE_SIZE:
+        _TRACES.popitem(last=False)
+    logger.info("traced %s%s at %s in %.1f s", preset.name, " (tiny)" if tiny else "", _workload_str(workload),
+                time.perf_counter() - t0)
+    return hit
+
+
+def clear_trace_cache() -> None:
+    """Forget the cached preset traces (``plan_model`` traces again)."""
+    _TRACES.clear()

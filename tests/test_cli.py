@@ -89,3 +89,25 @@ def test_demo_out_that_cannot_be_written(tmp_path, capsys):
     assert main(["demo", "--device", "cpu", "--out", str(tmp_path / "file" / "x")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cfcompile demo: cannot write to --out") and err.count("\n") == 1
+
+
+def test_simulate_with_a_profile_and_mixed_gpu_memory(tmp_path, capsys):
+    from cfcompile.cli import main
+
+    w = tmp_path / "w.jsonl"
+    assert main(["workload", "--mix", "gfdit:qwen-image", "--gpus", "4", "--minutes", "1", "--profile", "H100",
+                 "--out", str(w)]) == 0
+    out = tmp_path / "out"
+    assert main(["simulate", str(w), "--profile", "H100", "--gpu-memory", "80x2,24x2", "--policy", "edf",
+                 "--policy", "memory-aware", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "on 4 GPUs (2 x 80 GB, 2 x 24 GB)" in printed and "memory-aware" in printed
+    rows = json.loads((out / "comparison.json").read_text())
+    assert [r["policy"] for r in rows] == ["edf", "memory-aware"]
+    assert "| memory-aware" in (out / "comparison.md").read_text()
+    assert (out / "comparison.png").stat().st_size > 0 and (out / "edf" / "summary.json").exists()
+    assert main(["simulate", str(w), "--gpus", "8", "--gpu-memory", "80x2,24x2", "--policy", "edf",
+                 "--out", str(out)]) == 2
+    assert "describes 4 GPUs but the pool has 8" in capsys.readouterr().err
+    assert main(["simulate", str(w), "--profile", "A100", "--policy", "edf", "--out", str(out)]) == 2
+    assert "no shipped cost table for profile 'A100'" in capsys.readouterr().err

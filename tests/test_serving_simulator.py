@@ -78,10 +78,15 @@ def test_summary_and_trace_format(tmp_path, mixed):
 def test_memory_aware_costs():
     costs = synthetic_costs()
     qwen = Request("q", "qwen-image", 1024, 1024, slo_scale=3.0)
-    # a 512² request (fastest on one GPU) goes to a GPU that holds its model: nothing loads
+    # a 512² request (fastest on one GPU) goes to a GPU that holds its model under memory-aware: nothing loads;
+    # edf ignores residency (low ranks first) and the simulator charges the load
     pool = SimConfig(preload={0: ["wan"], 1: ["wan"], 2: ["qwen-image"], 3: ["qwen-image"]})
-    res = simulate([Request("s", "qwen-image", 512, 512, slo_scale=2.0)], 4, "edf", config=pool)
+    small = [Request("s", "qwen-image", 512, 512, slo_scale=2.0)]
+    res = simulate(small, 4, "memory-aware", config=pool)
     assert res.summary["model_loads"] == 0 and {r.task.group for r in res.records} == {(2,)}
+    res = simulate(small, 4, "edf", config=pool)
+    assert res.summary["model_loads"] == 1 and {r.task.group for r in res.records} == {(0,)}
+    assert res.records[0].load_ms == pytest.approx(58 / 20 * 1e3)
     res = simulate([qwen], 4, "edf", config=pool)
     assert res.requests[0].deadline_s == pytest.approx(3.0 * costs.single_gpu_s(qwen))  # slo_scale resolved
     # only wan resident: the qwen request loads its 58 GB first (evicting wan)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 Coeffs = tuple[float, float, float]
 _SCALARS = ("weight_gb", "activation_gb", "patch", "temporal", "cfg_factor", "stream_factor", "stream_step_ms",
-            "load_ms", "state_bytes_per_token", "state_bytes")
+            "load_ms", "state_bytes_per_token", "state_bytes", "dit_gb", "h2d_gbs", "stream_reserve_gb")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,17 @@ class ModelCosts:
     """Request state that a reshard moves, per latent token (latents in fp32)."""
     state_bytes: float = 4e6
     """Request state independent of size (text embeddings)."""
+    dit_gb: float = 0.0
+    """Transformer weights chunkflow streams. With ``h2d_gbs`` set, streaming is priced by bytes (see
+    :meth:`streamed_step_ms`) instead of ``stream_factor`` / ``stream_step_ms``."""
+    h2d_gbs: float = 0.0
+    """Host-to-device bandwidth the weights stream at (the profile's), GB/s; 0 = price streaming by factors."""
+    stream_reserve_gb: float = 0.0
+    """Memory a streaming GPU cannot give to resident weights besides the activations: chunkflow's arena (from a
+    ``plan_model`` at a memory budget) and the VAE."""
+    sources: Mapping[str, Mapping[int, str]] = field(default_factory=dict)
+    """stage -> SP degree -> where the row came from (``plan_model H100 2026-12-07``, ``estimate: ...``,
+    ``measured ...``); rows without one are unattributed (the synthetic table)."""
 
     def __post_init__(self):
         missing = [s for s in STAGES if s not in self.stages]
@@ -88,6 +100,14 @@ class ModelCosts:
                 row[d] = tuple(float(v) for v in co)
             rows[stage] = dict(sorted(row.items()))
         object.__setattr__(self, "stages", rows)
+        srcs = {}
+        for stage, per_degree in (self.sources or {}).items():
+            if stage not in rows or not all(isinstance(d, int) and d in rows[stage] and isinstance(v, str)
+                                            for d, v in per_degree.items()):
+                raise ValueError(f"cost table model {self.name!r}: sources[{stage!r}] = {dict(per_degree)!r} must "
+                                 f"map degrees of that stage's rows ({sorted(rows.get(stage, {}))}) to strings")
+            srcs[stage] = dict(sorted(per_degree.items()))
+        object.__setattr__(self, "sources", srcs)
         for name in _SCALARS:
             v = getattr(self, name)
             if v is None and name == "load_ms":
@@ -119,25 +139,54 @@ class ModelCosts:
         a, b, c = row[d]
         return max(0.0, a * x * x + b * x + c)
 
-    def task_ms(self, request: Request, task: Task, degree: int, streamed: bool = False) -> float:
-        """Compute time of ``task`` of ``request`` on ``degree`` GPUs (no model load, no reshard)."""
+    @property
+    def streams_by_bytes(self) -> bool:
+        """Streaming is priced from bytes and bandwidth (a planned table), not by ``stream_factor``."""
+        return self.dit_gb > 0 and self.h2d_gbs > 0
+
+    def streamed_step_ms(self, step_ms: float, mem_gb: float | None) -> float:
+        """A denoise pass that takes ``step_ms`` resident, streamed on GPUs of ``mem_gb`` (None: the largest).
+
+        By bytes: ``max(compute, non-resident bytes / H2D)``, where a GPU keeps resident what its memory holds
+        besides the activations and the arena (chunkflow hides the copies behind compute up to that bound; under
+        SP every rank streams the same bytes, so wider groups gain less). Otherwise ``stream_factor`` and
+        ``stream_step_ms``."""
+        if self.streams_by_bytes and mem_gb is not None:
+            resident = max(0.0, mem_gb - self.activation_gb - self.stream_reserve_gb)
+            return max(step_ms, max(0.0, self.dit_gb - resident) / self.h2d_gbs * 1e3)
+        return max(step_ms * self.stream_factor, self.stream_step_ms)
+
+    def _streamed_other_ms(self, stage: str, ms: float) -> float:
+        # by bytes: the GPU gave its memory to transformer chunks, so the text encoder (and VAE) come back over H2D
+        if self.streams_by_bytes:
+            return ms + (max(0.0, self.weight_gb - self.dit_gb) / self.h2d_gbs * 1e3 if stage == TEXT_ENCODE else 0)
+        return ms * self.stream_factor
+
+    def task_ms(self, request: Request, task: Task, degree: int, streamed: bool = False,
+                mem_gb: float | None = None) -> float:
+        """Compute time of ``task`` of ``request`` on ``degree`` GPUs (no model load, no reshard); ``streamed`` on
+        GPUs of ``mem_gb`` (the group's smallest)."""
         x = self.tokens(request)
         if task.kind == DENOISE:
             step = self.stage_ms(DENOISE, x, degree) * (self.cfg_factor if request.cfg else 1.0)
             if streamed:
-                step = max(step * self.stream_factor, self.stream_step_ms)
+                step = self.streamed_step_ms(step, mem_gb)
             return step * task.n_steps
         ms = self.stage_ms(task.kind, x, degree if task.parallel else 1)
-        return ms * self.stream_factor if streamed else ms
+        return self._streamed_other_ms(task.kind, ms) if streamed else ms
 
-    def request_ms(self, request: Request, degree: int = 1, streamed: bool = False) -> float:
+    def request_ms(self, request: Request, degree: int = 1, streamed: bool = False,
+                   mem_gb: float | None = None) -> float:
         """A request's whole compute time with its DiT stages at ``degree`` (the single-GPU time at 1)."""
         x = self.tokens(request)
         step = self.stage_ms(DENOISE, x, degree) * (self.cfg_factor if request.cfg else 1.0)
         if streamed:
-            step = max(step * self.stream_factor, self.stream_step_ms)
-        other = (self.stage_ms(TEXT_ENCODE, x) + self.stage_ms(PREPARE, x, degree) + self.stage_ms(VAE_DECODE, x))
-        return step * request.steps + other * (self.stream_factor if streamed else 1.0)
+            step = self.streamed_step_ms(step, mem_gb)
+        other = {TEXT_ENCODE: self.stage_ms(TEXT_ENCODE, x), PREPARE: self.stage_ms(PREPARE, x, degree),
+                 VAE_DECODE: self.stage_ms(VAE_DECODE, x)}
+        if streamed:
+            other = {k: self._streamed_other_ms(k, v) for k, v in other.items()}
+        return step * request.steps + sum(other.values())
 
     def state_size(self, request: Request) -> float:
         """Bytes a reshard of ``request`` sends to each new GPU."""
@@ -146,6 +195,8 @@ class ModelCosts:
     def to_json(self) -> dict:
         out = {name: getattr(self, name) for name in _SCALARS}
         out["stages"] = {s: {str(d): list(co) for d, co in row.items()} for s, row in self.stages.items()}
+        if self.sources:
+            out["sources"] = {s: {str(d): v for d, v in row.items()} for s, row in self.sources.items()}
         return out
 
 
@@ -182,10 +233,10 @@ class CostTable:
         for name, m in data["models"].items():
             if not isinstance(m, dict) or not isinstance(m.get("stages"), dict):
                 raise ValueError(f"{where}: model {name!r} needs a 'stages' object")
-            unknown = sorted(set(m) - set(_SCALARS) - {"stages"})
+            unknown = sorted(set(m) - set(_SCALARS) - {"stages", "sources"})
             if unknown:
                 raise ValueError(f"{where}: model {name!r} has unknown keys {unknown}; allowed: "
-                                 f"{sorted(_SCALARS + ('stages',))}")
+                                 f"{sorted(_SCALARS + ('stages', 'sources'))}")
             stages = {}
             for stage, row in m["stages"].items():
                 if not isinstance(row, dict):
@@ -196,7 +247,11 @@ class CostTable:
                     raise ValueError(f"{where}: model {name!r}, stage {stage!r}: degrees must be integers and "
                                      f"coefficients lists, got {row!r}") from None
             scalars = {k: v for k, v in m.items() if k in _SCALARS}
-            models[name] = ModelCosts(name=name, stages=stages, **scalars)
+            try:
+                sources = {st: {int(d): v for d, v in row.items()} for st, row in m.get("sources", {}).items()}
+            except (AttributeError, TypeError, ValueError):
+                raise ValueError(f"{where}: model {name!r}: 'sources' must be {{stage: {{degree: text}}}}") from None
+            models[name] = ModelCosts(name=name, stages=stages, sources=sources, **scalars)
         return cls(models)
 
     def save(self, path) -> Path:
@@ -227,30 +282,62 @@ def fit_quadratic(xs: Iterable[float], ys: Iterable[float]) -> Coeffs:
     return tuple(float(v) for v in [0.0] * (2 - order) + list(sol))
 
 
-def refit(table: CostTable, model: str, rows: Iterable[tuple[float, int, float]], stage: str = DENOISE) -> CostTable:
-    """``table`` with ``model``'s ``stage`` coefficients refit from measured ``(tokens, degree, ms)`` rows.
-
-    Degrees present in ``rows`` are replaced; the others keep their coefficients. Returns a new table.
-    """
-    if stage not in STAGES:
-        raise ValueError(f"refit: unknown stage {stage!r}; stages are {STAGES}")
-    base = table.model(model)
+def _by_degree(rows: Iterable[tuple[float, int, float]], who: str) -> dict[int, list[tuple[float, float]]]:
     by_degree: dict[int, list[tuple[float, float]]] = {}
     for i, row in enumerate(rows):
         try:
             x, d, ms = row
             by_degree.setdefault(int(d), []).append((float(x), float(ms)))
         except (TypeError, ValueError):
-            raise ValueError(f"refit: row {i} is {row!r}; expected (tokens, degree, ms)") from None
+            raise ValueError(f"{who}: row {i} is {row!r}; expected (tokens, degree, ms)") from None
     if not by_degree:
-        raise ValueError("refit: no rows")
-    new_row = dict(base.stages[stage])
-    for d, pts in sorted(by_degree.items()):
+        raise ValueError(f"{who}: no rows")
+    return by_degree
+
+
+def refit(table: CostTable, model: str, rows: Iterable[tuple[float, int, float]], stage: str = DENOISE,
+          source: str = "measured") -> CostTable:
+    """``table`` with ``model``'s ``stage`` coefficients refit from measured ``(tokens, degree, ms)`` rows.
+
+    Degrees present in ``rows`` are replaced (their source becomes ``source``); the others keep their
+    coefficients. Returns a new table.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"refit: unknown stage {stage!r}; stages are {STAGES}")
+    base = table.model(model)
+    new_row, new_src = dict(base.stages[stage]), dict(base.sources.get(stage, {}))
+    for d, pts in sorted(_by_degree(rows, "refit").items()):
         new_row[d] = fit_quadratic([p[0] for p in pts], [p[1] for p in pts])
+        new_src[d] = f"{source} ({len(pts)} rows)"
         logger.info("refit %s/%s degree %d from %d rows: a=%.3g b=%.3g c=%.3g", model, stage, d, len(pts),
                     *new_row[d])
     stages = {**base.stages, stage: new_row}
-    return CostTable({**table.models, model: replace(base, stages=stages)})
+    sources = {**base.sources, stage: new_src} if base.sources or new_src else {}
+    return CostTable({**table.models, model: replace(base, stages=stages, sources=sources)})
+
+
+def calibrate(table: CostTable, model: str, rows: Iterable[tuple[float, int, float]], stage: str = DENOISE,
+              source: str = "measured") -> CostTable:
+    """``table`` with every degree of ``model``'s ``stage`` scaled by the median of measured / predicted.
+
+    For a few measurements: they correct the level of the prediction (a profile's efficiency off by 20%) while
+    the predicted shape across tokens and degrees stays, including degrees nobody measured. :func:`refit`
+    replaces the measured degrees instead (enough points per degree: three or more tokens).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"calibrate: unknown stage {stage!r}; stages are {STAGES}")
+    base = table.model(model)
+    ratios = sorted(ms / base.stage_ms(stage, x, d) for d, pts in _by_degree(rows, "calibrate").items()
+                    for x, ms in pts if base.stage_ms(stage, x, d) > 0)
+    if not ratios:
+        raise ValueError(f"calibrate: the table predicts 0 ms for every row of {model}/{stage}; use refit")
+    k = statistics.median(ratios)
+    row = {d: (a * k, b * k, c * k) for d, (a, b, c) in base.stages[stage].items()}
+    old = base.sources.get(stage, {})
+    src = {d: f"{old.get(d, 'table')} x {k:.3f} ({source}, {len(ratios)} rows)" for d in row}
+    logger.info("calibrate %s/%s by %.3f (median of %d measured / predicted)", model, stage, k, len(ratios))
+    return CostTable({**table.models, model: replace(base, stages={**base.stages, stage: row},
+                                                     sources={**base.sources, stage: src})})
 
 
 # GF-DiT's Qwen-Image on H20, ms per step at SP 1/2/4 for 512², 1024², 1536² (1024 / 4096 / 9216 tokens)
@@ -280,4 +367,4 @@ def synthetic_costs() -> CostTable:
     return CostTable({"qwen-image": qwen, "wan": wan})
 
 
-__all__ = ["ModelCosts", "CostTable", "fit_quadratic", "refit", "synthetic_costs", "QWEN_IMAGE_H20"]
+__all__ = ["ModelCosts", "CostTable", "fit_quadratic", "refit", "calibrate", "synthetic_costs", "QWEN_IMAGE_H20"]

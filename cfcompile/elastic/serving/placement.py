@@ -3,9 +3,10 @@
 Each GPU has a memory size. A model whose weights plus working memory fit is made *resident*: the first task on
 a GPU without it loads it (``load_ms``, evicting least-recently-used models until the residents fit), later tasks
 pay nothing. A model that cannot fit on a GPU even alone is *streamed* from host memory (chunkflow): nothing is
-loaded, but every stage runs ``stream_factor`` slower and a denoise step takes at least ``stream_step_ms``. Under
-SP every GPU of a group holds the whole model, so a group streams if one member does and waits for its slowest
-load. Policies read the same object through the simulator's view (``resident``, ``fits``, ``task_s``).
+loaded, and the cost table prices the streamed step (``ModelCosts.streamed_step_ms``: a planned table by the bytes
+that do not fit the GPU's memory over H2D, a synthetic one by a slowdown factor). Under SP every GPU of a group
+holds the whole model, so a group streams if one member does, at the memory of its smallest GPU, and waits for
+its slowest load. Policies read the same object through the simulator's view (``resident``, ``fits``, ``task_s``).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class Memory:
     def fits_anywhere(self, model: str) -> bool:
         return any(self.fits(model, g) for g in range(len(self.mem_gb)))
 
+    def group_gb(self, group: Sequence[int]) -> float:
+        """Memory of the group's smallest GPU: what a streamed group keeps resident per GPU (weights replicate)."""
+        return min(self.mem_gb[g] for g in group)
+
     def load_ms(self, model: str) -> float:
         m = self.costs.model(model)
         return m.load_ms if m.load_ms is not None else m.weight_gb / self.load_gbps * 1e3
@@ -95,10 +100,40 @@ class Memory:
         return prep
 
 
+def parse_gpu_memory(spec: str | float, gpus: int | None = None) -> tuple[float, ...]:
+    """Per-GPU memory (GB) from ``"80x4,24x4"`` (4 GPUs of 80 GB, then 4 of 24) or one number for ``gpus`` GPUs.
+
+    A list must name ``gpus`` GPUs when ``gpus`` is given; ValueError says what was wrong and the form expected."""
+    form = "a number of GB for every GPU (e.g. 80) or SIZExCOUNT parts (e.g. 80x4,24x4)"
+    text = str(spec).strip()
+    parts = [p.strip() for p in text.split(",")]
+    out: list[float] = []
+    try:
+        for part in parts:
+            size, _, count = part.partition("x")
+            n = int(count) if count else None
+            if n is not None and n < 1:
+                raise ValueError
+            if n is None and len(parts) > 1:
+                n = 1
+            gb = float(size)
+            if not gb > 0:
+                raise ValueError
+            out.extend([gb] * (n if n is not None else (gpus or 0)))
+    except ValueError:
+        raise ValueError(f"--gpu-memory {text!r}: expected {form}, with positive sizes and counts") from None
+    if not out:
+        raise ValueError(f"--gpu-memory {text!r} without a pool size: give --gpus, or {form}")
+    if gpus is not None and len(out) != gpus:
+        raise ValueError(f"--gpu-memory {text!r} describes {len(out)} GPUs but the pool has {gpus}; make the counts "
+                         f"add up to {gpus} or leave --gpus out")
+    return tuple(out)
+
+
 def default_preload(gpus: int, models: Sequence[str]) -> dict[int, list[str]]:
     """GPU g starts with the models in order from ``models[g % n]``, as many as fit (Memory skips the rest)."""
     n = len(models)
     return {g: [models[(g + i) % n] for i in range(n)] for g in range(gpus)} if n else {}
 
 
-__all__ = ["Memory", "Prep", "default_preload"]
+__all__ = ["Memory", "Prep", "default_preload", "parse_gpu_memory"]

@@ -14,13 +14,20 @@ Built in (``make_policy(name)``)::
     srtf          shortest remaining single-GPU time first, same degrees as fcfs
     edf           EDF best-fit: earliest deadline first, the smallest degree whose predicted finish meets the
                   deadline (else the fastest), spare GPUs to urgent requests only where wider is faster
+    memory-aware  EDF best-fit over groups rather than degrees: each candidate group is priced with its model
+                  load and, where a GPU cannot hold the model, the streamed step time (``view.group_s``); groups
+                  holding the model resident, then GPUs it fits on, come first, and a pool of small GPUs serves a
+                  model that fits none of them by streaming; requests that can no longer meet their deadline go
+                  last (triage; ``memory-aware-notriage`` without it)
     preempt       priorities with aging on top of EDF best-fit; at each chunk boundary a lower request yields
                   GPUs (demoted to what is left, or paused); a task waiting ``starve_s`` goes first, oldest
                   request first, so the oldest request's task starts within starve_s + the longest task
     module:func   a user's factory, called with the keyword arguments given to make_policy
 
 Groups are formed on demand from free GPUs, preferring, in order: GPUs holding the request's state (no
-reshard), GPUs with the model resident (no load), GPUs no other waiting request's state sits on, low ranks.
+reshard), GPUs no other waiting request's state sits on, low ranks. fcfs, srtf, edf and preempt price degrees with
+the cost table's resident times, as a profiled table (GF-DiT's) does, and ignore which GPU holds which model: the
+simulator still charges loads and streaming, so memory-aware's gain over edf is what knowing memory is worth.
 """
 
 from __future__ import annotations
@@ -69,10 +76,12 @@ class View(Protocol):
     def ready_since(self, task_id: str) -> float: ...
     def degrees(self, model: str) -> tuple[int, ...]: ...
     def remaining_s(self, rid: str, degree: int) -> float: ...
+    def group_s(self, rid: str, group: Sequence[int]) -> float: ...
     def task_s(self, task: Task, group: Sequence[int]) -> float: ...
     def resident(self, gpu: int) -> tuple[str, ...]: ...
     def fits(self, model: str, gpu: int) -> bool: ...
     def load_s(self, model: str) -> float: ...
+    def mem_gb(self, gpu: int) -> float: ...
 
 
 @runtime_checkable
@@ -161,17 +170,13 @@ class StaticSP(QueuePolicy):
 class ElasticPolicy(QueuePolicy):
     """Orders ready tasks by :meth:`key`, gives each a degree (:meth:`degree`), forms groups on demand.
 
-    Degrees are compared by :meth:`estimate_s`: the request's remaining time at that degree, plus one model load
-    when the degree needs more GPUs than the free ones holding the model.
+    Degrees are compared by :meth:`estimate_s`: the request's remaining time at that degree with its model
+    resident (the table's times; where the model is and whether it fits is not looked at).
     """
 
     name = "elastic"
     widen = False
     """Hand spare GPUs to placed requests (in order) where the cost model says wider is faster."""
-
-    def __init__(self):
-        super().__init__()
-        self._holding: dict[str, int] = {}  # model -> free GPUs that hold it, at this instant
 
     def key(self, task: Task, view: View):
         raise NotImplementedError
@@ -181,16 +186,10 @@ class ElasticPolicy(QueuePolicy):
         return fastest(task, budget, view, self.estimate_s)
 
     def estimate_s(self, task: Task, degree: int, view: View) -> float:
-        model = view.request(task.request).model
-        load = view.load_s(model) if degree > self._holding.get(model, 0) else 0.0
-        return view.remaining_s(task.request, degree) + load
+        return view.remaining_s(task.request, degree)
 
     def schedule(self, view):
         free = set(view.free)
-        self._holding = {}
-        for g in free:
-            for m in view.resident(g):
-                self._holding[m] = self._holding.get(m, 0) + 1
         tasks = sorted(self.ready.values(), key=lambda t: self.key(t, view))
         plans, budget = [], len(free)
         for t in tasks:
@@ -266,8 +265,7 @@ def _pick(task: Task, d: int, free: set[int], view: View, taken: dict[int, int])
     own = [g for g in holders if g in free]
     if holders and not own:
         return None
-    rest = sorted((g for g in free if g not in holders),
-                  key=lambda g: (req.model not in view.resident(g), taken.get(g, 0), g))
+    rest = sorted((g for g in free if g not in holders), key=lambda g: (taken.get(g, 0), g))
     sizes = [d] + ([s for s in reversed(view.degrees(req.model)) if s < d] if task.parallel else [])
     for n in sizes:
         if n <= len(own) + len(rest):
@@ -319,6 +317,99 @@ class EDFBestFit(ElasticPolicy):
         return best_fit(task, budget, view, self.estimate_s)
 
 
+class MemoryAware(EDFBestFit):
+    """EDF best-fit that knows memory: each degree is priced on the group it would get, load and streaming included.
+
+    For a ready task (earliest deadline first) and each SP degree, the group is the request's free state holders,
+    then free GPUs holding its model, then GPUs it fits on (largest memory first), then the rest (low ranks); the
+    estimate is ``view.group_s`` (model load there + remaining time, streamed at the group's smallest memory when
+    some GPU cannot hold the model). Best fit as EDF: the smallest group meeting the deadline, else the fastest;
+    spare GPUs then widen placed groups (in order) where that is faster. A model that fits no free GPU still runs,
+    streamed, when that is the best estimate: a pool of small GPUs serves it.
+
+    ``triage`` (default on): a request that cannot meet its deadline any more, even resident at its fastest
+    degree, goes after every request that still can (EDF among each). Plain EDF spends GPUs on such requests
+    first, so under overload one late request makes the next ones late too; ``triage=False`` turns it off, to
+    measure what it is worth on its own.
+    """
+
+    name = "memory-aware"
+
+    def __init__(self, triage: bool = True):
+        super().__init__()
+        self.triage = bool(triage)
+        if not self.triage:
+            self.name = "memory-aware-notriage"
+        self._keys: dict[str, tuple] = {}  # task id -> (latest start that can still meet the deadline, EDF key)
+
+    def key(self, task, view):
+        # the whole backlog is sorted every instant: each task is priced once, only the comparison with now is new
+        k = self._keys.get(task.id)
+        if k is None:
+            req = view.request(task.request)
+            best = min(view.remaining_s(req.id, d) for d in view.degrees(req.model))
+            late = math.inf if req.deadline_s is None or not self.triage else req.deadline_s - best
+            k = self._keys[task.id] = (late, super().key(task, view))
+        return (view.now > k[0], k[1])
+
+    def on_worker_event(self, event, view):
+        self._keys.pop(event.task.id, None)
+        return super().on_worker_event(event, view)
+
+    def schedule(self, view):
+        free = set(view.free)
+        tasks = sorted(self.ready.values(), key=lambda t: self.key(t, view))
+        taken: dict[int, int] = {}
+        for t in tasks:
+            for g in view.holders(t.request):
+                taken[g] = taken.get(g, 0) + 1
+        plans: list[list] = []  # [task, group, estimate]
+        for t in tasks:
+            if not free:
+                break
+            holders = view.holders(t.request)
+            if holders and free.isdisjoint(holders):
+                continue  # its state sits on busy GPUs: wait for one of them
+            order = self._order(t, free, view, taken)
+            req = view.request(t.request)
+            sizes = [d for d in view.degrees(req.model) if d <= len(order)] if t.parallel else [1]
+            if not sizes:
+                continue
+            cands = [(tuple(order[:d]), view.group_s(t.request, order[:d])) for d in sizes]
+            pick = None
+            if req.deadline_s is not None:
+                pick = next((c for c in cands if view.now + c[1] <= req.deadline_s), None)
+            pick = pick or min(cands, key=lambda c: (c[1], len(c[0])))
+            plans.append([t, pick[0], pick[1]])
+            free.difference_update(pick[0])
+        for p in plans:  # widen in EDF order while spare GPUs make a group faster
+            t = p[0]
+            if not t.parallel or not free:
+                continue
+            model = view.request(t.request).model
+            order = self._order(t, free, view, taken)  # holders left out of a narrowed group come back first
+            for d in view.degrees(model):
+                extra = [g for g in order if g in free]
+                if len(p[1]) < d <= len(p[1]) + len(extra):
+                    group = p[1] + tuple(extra[:d - len(p[1])])
+                    est = view.group_s(t.request, group)
+                    if est < p[2]:
+                        free.difference_update(group)
+                        p[1], p[2] = group, est
+        return [t.on(group) for t, group, _ in plans]
+
+    @staticmethod
+    def _order(task: Task, free: set[int], view: View, taken: dict[int, int]) -> list[int]:
+        """Free GPUs in the order a group for ``task`` takes them (see the class docstring)."""
+        req = view.request(task.request)
+        holders = view.holders(task.request)
+        own = [g for g in holders if g in free]
+        rest = sorted((g for g in free if g not in holders),
+                      key=lambda g: (req.model not in view.resident(g), not view.fits(req.model, g),
+                                     -view.mem_gb(g), taken.get(g, 0), g))
+        return own + rest
+
+
 class Preemptive(EDFBestFit):
     """Priority first (aged), then EDF best-fit; preemption and demotion happen at chunk boundaries.
 
@@ -349,12 +440,13 @@ def _check_degree(degree, who):
     return degree
 
 
-BUILTIN = {"fcfs": FCFS, "srtf": SRTF, "edf": EDFBestFit, "edf-best-fit": EDFBestFit, "preempt": Preemptive}
+BUILTIN = {"fcfs": FCFS, "srtf": SRTF, "edf": EDFBestFit, "edf-best-fit": EDFBestFit, "memory-aware": MemoryAware,
+           "memory-aware-notriage": lambda **kw: MemoryAware(triage=False, **kw), "preempt": Preemptive}
 
 
 def make_policy(spec, **kwargs) -> Policy:
-    """A policy from a name (``static-4``, ``fcfs``, ``srtf``, ``edf``, ``preempt``), ``module:factory``, or an
-    object with the three hooks (returned as is)."""
+    """A policy from a name (``static-4``, ``fcfs``, ``srtf``, ``edf``, ``memory-aware``, ``preempt``),
+    ``module:factory``, or an object with the three hooks (returned as is)."""
     if not isinstance(spec, str):
         policy = spec
     elif spec.startswith("static-"):
@@ -382,4 +474,4 @@ def make_policy(spec, **kwargs) -> Policy:
 
 
 __all__ = ["Policy", "View", "WorkerEvent", "QueuePolicy", "ElasticPolicy", "StaticSP", "FCFS", "SRTF", "EDFBestFit",
-           "Preemptive", "make_policy", "fastest", "best_fit", "BUILTIN", "HOOKS"]
+           "MemoryAware", "Preemptive", "make_policy", "fastest", "best_fit", "BUILTIN", "HOOKS"]

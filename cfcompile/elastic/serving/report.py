@@ -15,7 +15,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from .requests import RESHARD
 
@@ -130,6 +130,88 @@ def plot_timeline(result: "Result", path: Path) -> Path:
     return path
 
 
+COMPARISON_COLUMNS = ("policy", "completed", "SLO attainment", "goodput rps", "throughput rps", "p95 ms",
+                      "reshards", "loads", "streamed tasks")
+
+
+def comparison_rows(summaries: Sequence[dict]) -> list[dict]:
+    """One row per policy run: the headline numbers and SLO attainment per class."""
+    rows = []
+    for s in summaries:
+        p95 = s["latency_ms"]["p95"]
+        row = {"policy": s["policy"], "completed": s["completed"], "SLO attainment": s["slo_attainment"],
+               "goodput rps": s["goodput_rps"], "throughput rps": s["throughput_rps"],
+               "p95 ms": None if p95 is None else round(p95), "reshards": s["reshards"],
+               "loads": s["model_loads"], "streamed tasks": s["streamed_tasks"]}
+        for k, c in sorted(s["per_class"].items()):
+            row[f"SLO {k}"] = c["slo_attainment"]
+        rows.append(row)
+    return rows
+
+
+def comparison_table(summaries: Sequence[dict], fmt: str = "simple") -> str:
+    """The policies side by side (``tabulate`` format ``fmt``: simple for a terminal, github for markdown)."""
+    from tabulate import tabulate
+
+    rows = comparison_rows(summaries)
+    headers = list(dict.fromkeys(k for r in rows for k in r))
+    return tabulate([[r.get(h) for h in headers] for r in rows], headers=headers, tablefmt=fmt, floatfmt=".4g")
+
+
+def plot_comparison(results: Sequence["Result"], path: Path) -> Path | None:
+    """A PNG: latency CDF per policy (left) and SLO attainment per class and policy (right). None, with a log
+    line saying what to install, when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        logger.warning("no plot %s: matplotlib is not installed (pip install matplotlib)", path)
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cdf, slo) = plt.subplots(1, 2, figsize=(12, 4.5))
+    summaries = [summarize(r) for r in results]
+    for res in results:
+        lat = sorted((res.finish_s[r.id] - r.arrival_s) for r in res.requests if r.id in res.finish_s)
+        if lat:
+            cdf.step(lat, [(i + 1) / len(res.requests) for i in range(len(lat))], where="post", label=res.policy)
+    cdf.set(xscale="log", xlabel="latency (s)", ylabel="share of requests", title="latency CDF", ylim=(0, 1.02))
+    cdf.grid(alpha=0.3)
+    cdf.legend(fontsize="small")
+    classes = sorted({k for s in summaries for k in s["per_class"]})
+    width = 0.8 / max(1, len(summaries))
+    for i, s in enumerate(summaries):
+        vals = [s["per_class"].get(k, {}).get("slo_attainment", 0.0) for k in classes] + [s["slo_attainment"]]
+        slo.bar([j + i * width for j in range(len(classes) + 1)], vals, width, label=s["policy"])
+    slo.set_xticks([j + 0.4 - width / 2 for j in range(len(classes) + 1)], classes + ["all"])
+    slo.set(ylabel="SLO attainment", ylim=(0, 1.05), title="SLO attainment per class")
+    slo.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{len(results[0].requests)} requests on {results[0].gpus} GPUs" if results else "")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_comparison(results: Sequence["Result"], out_dir: Path, plot: bool = True) -> list[Path]:
+    """``<policy>/summary.json`` and ``trace.json`` each, then ``comparison.md``, ``comparison.json`` and (with
+    matplotlib) ``comparison.png`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for res in results:
+        write_result(res, out_dir / res.policy.replace(":", "_").replace("/", "_"))
+    summaries = [summarize(r) for r in results]
+    paths = [out_dir / "comparison.md", out_dir / "comparison.json"]
+    head = f"{summaries[0]['requests']} requests on {summaries[0]['gpus']} GPUs\n\n" if summaries else ""
+    paths[0].write_text(head + comparison_table(summaries, "github") + "\n")
+    paths[1].write_text(json.dumps(comparison_rows(summaries), indent=1, sort_keys=True) + "\n")
+    if plot and results:
+        png = plot_comparison(results, out_dir / "comparison.png")
+        if png is not None:
+            paths.append(png)
+    return paths
+
+
 def write_result(result: "Result", out_dir: Path, plot: bool = False) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "summary.json").write_text(json.dumps(summarize(result), indent=1, sort_keys=True) + "\n")
@@ -140,4 +222,5 @@ def write_result(result: "Result", out_dir: Path, plot: bool = False) -> Path:
     return out_dir
 
 
-__all__ = ["summarize", "chrome_trace", "plot_timeline", "write_result", "percentile"]
+__all__ = ["summarize", "chrome_trace", "plot_timeline", "write_result", "percentile", "comparison_rows",
+           "comparison_table", "plot_comparison", "write_comparison"]

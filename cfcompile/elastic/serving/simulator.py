@@ -7,8 +7,9 @@ assignment is checked (runnable, GPUs free and in range, a free holder of the re
 once::
 
     [reshard over dst ∪ sender]  ->  [model load, if some GPU lacks it]  ->  [compute]
-     only if some dst GPU lacks      max over the group                      cost table x stream slowdown
-     the request's state
+     only if some dst GPU lacks      max over the group                      cost table; streamed where a GPU
+     the request's state                                                     cannot hold the model (priced at
+                                                                             the group's smallest memory)
 
 Times are seconds (costs in the table are ms). Same requests, policy and config give the same result, byte for
 byte, on any machine: no wall clock, no unordered iteration, ties broken by sequence numbers.
@@ -107,14 +108,23 @@ class Result:
 
 
 class _Req:
-    __slots__ = ("request", "tasks", "started", "holders", "reshards", "suffix", "streamed")
+    __slots__ = ("request", "tasks", "started", "holders", "reshards", "suffix")
 
-    def __init__(self, request: Request, tasks: list[Task], streamed: bool):
-        self.request, self.tasks, self.streamed = request, tasks, streamed
+    def __init__(self, request: Request, tasks: list[Task]):
+        self.request, self.tasks = request, tasks
         self.started = 0  # tasks are a chain: the first ``started`` have been placed
         self.holders: tuple[int, ...] = ()
         self.reshards = 0
-        self.suffix: dict[int, list[float]] = {}
+        self.suffix: dict[tuple, list[float]] = {}  # (degree, streamed, mem) -> remaining seconds from task i
+
+    def remaining_s(self, costs: CostTable, degree: int, streamed: bool = False, mem_gb: float | None = None):
+        key = (degree, streamed, mem_gb)
+        suf = self.suffix.get(key)
+        if suf is None:
+            m = costs.model(self.request.model)
+            ms = [m.task_ms(self.request, t, degree, streamed, mem_gb) for t in self.tasks]
+            suf = self.suffix[key] = [sum(ms[i:]) / 1e3 for i in range(len(ms) + 1)]
+        return suf[self.started]
 
 
 class _View:
@@ -147,22 +157,28 @@ class _View:
         return self.costs.model(model).degrees
 
     def remaining_s(self, rid, degree):
-        r = self._sim.reqs[rid]
-        suf = r.suffix.get(degree)
-        if suf is None:
-            m = self.costs.model(r.request.model)
-            ms = [m.task_ms(r.request, t, degree, r.streamed) for t in r.tasks]
-            suf = r.suffix[degree] = [sum(ms[i:]) / 1e3 for i in range(len(ms) + 1)]
-        return suf[r.started]
+        """The request's remaining compute at ``degree`` with its model resident (what a profiled table says)."""
+        return self._sim.reqs[rid].remaining_s(self.costs, degree)
+
+    def group_s(self, rid, group):
+        """The request's remaining time if it ran on ``group`` from now on: its model load there, then every
+        remaining task at ``len(group)``, streamed at the group's smallest memory if some GPU cannot hold it."""
+        r, mem = self._sim.reqs[rid], self._sim.memory
+        prep = mem.plan(r.request.model, group)
+        rest = r.remaining_s(self.costs, len(group), prep.streamed, mem.group_gb(group) if prep.streamed else None)
+        return prep.load_ms / 1e3 + rest
 
     def task_s(self, task, group):
-        r = self._sim.reqs[task.request]
-        prep = self._sim.memory.plan(r.request.model, group)
+        r, mem = self._sim.reqs[task.request], self._sim.memory
+        prep = mem.plan(r.request.model, group)
         m = self.costs.model(r.request.model)
-        return (prep.load_ms + m.task_ms(r.request, task, len(group), prep.streamed)) / 1e3
+        return (prep.load_ms + m.task_ms(r.request, task, len(group), prep.streamed, mem.group_gb(group))) / 1e3
 
     def resident(self, gpu):
         return self._sim.memory.resident(gpu)
+
+    def mem_gb(self, gpu):
+        return self._sim.memory.mem_gb[gpu]
 
     def fits(self, model, gpu):
         return self._sim.memory.fits(model, gpu)
@@ -236,7 +252,7 @@ class _Sim:
 
     def _arrive(self, request: Request) -> list[Task]:
         tasks = build_tasks(request, self.config.chunk_steps)
-        r = self.reqs[request.id] = _Req(request, tasks, not self.memory.fits_anywhere(request.model))
+        r = self.reqs[request.id] = _Req(request, tasks)
         for t in tasks:
             self.task_req[t.id] = request.id
         self._apply(self.policy.on_request_submitted(request, tuple(tasks), self.view))
@@ -322,7 +338,8 @@ class _Sim:
             self._push(rec.end_s, _RESHARD_END, rec)
             t0 = rec.end_s
         prep = self.memory.apply(r.request.model, group)
-        ms = prep.load_ms + self.costs.model(r.request.model).task_ms(r.request, task, len(group), prep.streamed)
+        ms = prep.load_ms + self.costs.model(r.request.model).task_ms(r.request, task, len(group), prep.streamed,
+                                                                       self.memory.group_gb(group))
         rec = Record(task, t0, t0 + ms / 1e3, prep.load_ms, prep.loads, prep.streamed)
         self.records.append(rec)
         for g in group:
