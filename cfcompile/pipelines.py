@@ -202,29 +202,16 @@ def apply(pipe_or_module: Any, device: str | torch.device = "cuda", *, regional:
     return pipe_or_module
 
 
-def _release_graphs_of(modules: list[nn.Module]) -> int:
-    """Free the device memory of the chunkflow graphs that read the weights of ``modules`` (called again, such a
-    graph would plan and compile again)."""
-    from .backend import compiled_graphs
-
-    groups = {id(g) for m in modules if store_of(m) is not None for g in store_of(m).groups}
-    n = 0
-    for run in compiled_graphs():
-        state = run.chunkflow_state
-        for g in (state, *state.variants, *([state.lean] if state.lean else [])):
-            if g.rt is not None and not g.rt.closed and any(id(r.group) in groups for r in g.reads):
-                g.rt.close()
-                n += 1
-    return n
-
-
 def _undo(record: _Applied) -> None:
     """Undo ``record``'s parts, last first: compiled wrappers, device memory of their graphs, offloading."""
     for part in reversed(record.parts):
         for target in part.compiled:
             target._compiled_call_impl = None
         part.compiled.clear()
-    released = _release_graphs_of([p.module for p in record.parts if p.offloaded])
+    from .backend import release_graphs   # the device memory of the graphs that read the weights
+
+    released = release_graphs(reading=[g for p in record.parts if store_of(p.module) is not None
+                                       for g in store_of(p.module).groups])
     for part in reversed(record.parts):
         part.module.__dict__.pop(_PART_OF, None)
         if not part.offloaded:

@@ -30,12 +30,14 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=28)
-    ap.add_argument("--memory-budget", default="12GiB", help="device memory for all components together")
+    ap.add_argument("--memory-budget", help="device memory for all components together (default 12GiB; "
+                                            "256MiB with --tiny)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true", help="compare with the plain pipeline (same seed)")
     ap.add_argument("--out", default="image.png")
     args = ap.parse_args()
+    args.memory_budget = args.memory_budget or ("256MiB" if args.tiny else "12GiB")
 
     if args.tiny:
         from cfcompile.tiny_pipelines import TINY_CALLS, tiny_pipeline

@@ -5,8 +5,8 @@
     python examples/text_to_video.py --tiny        # a tiny random-weight Wan 2.2 on the CPU (CI runs it)
 
 `cfcompile.apply` offloads the transformer(s), the UMT5 text encoder and the VAE and compiles them with the
-chunkflow backend (Wan 2.2's two experts share the budget; the expert not in use keeps no device memory beyond
-what the budget gave it). ``--eager vae`` offloads a component without compiling it (the CPU run in CI does this:
+chunkflow backend, all under one budget (Wan 2.2's two experts: the resident chunks of both count, the streaming
+arena is shared). ``--eager vae`` offloads a component without compiling it (the CPU run in CI does this:
 the VAE's frame-by-frame decoder is slow to compile for a CPU). Writes an animated GIF (``.mp4`` with
 ``pip install imageio imageio-ffmpeg``). ``CFCOMPILE_EXAMPLES_TINY=1`` is the same as ``--tiny``.
 """
@@ -42,12 +42,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=832)
     ap.add_argument("--frames", type=int, default=81)
     ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--memory-budget", default="16GiB", help="device memory for all components together")
+    ap.add_argument("--memory-budget", help="device memory for all components together (default 16GiB; "
+                                            "256MiB with --tiny)")
     ap.add_argument("--eager", action="append", default=[], help="a component to offload but not compile")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="video.gif")
     args = ap.parse_args()
+    args.memory_budget = args.memory_budget or ("256MiB" if args.tiny else "16GiB")
 
     if args.tiny:
         from cfcompile.tiny_pipelines import TINY_CALLS, tiny_pipeline
