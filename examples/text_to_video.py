@@ -11,8 +11,6 @@ the VAE's frame-by-frame decoder is slow to compile for a CPU). Writes an animat
 ``pip install imageio imageio-ffmpeg``). ``CFCOMPILE_EXAMPLES_TINY=1`` is the same as ``--tiny``.
 """
 
-import argparse
-import os
 import time
 
 import numpy as np
@@ -20,6 +18,7 @@ import torch
 from PIL import Image
 
 import cfcompile
+from common import load, parser
 
 
 def save(frames: np.ndarray, path: str, fps: int) -> None:
@@ -33,35 +32,13 @@ def save(frames: np.ndarray, path: str, fps: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="Wan-AI/Wan2.1-T2V-14B-Diffusers", help="local folder or hub id (hub cache)")
-    ap.add_argument("--tiny", action="store_true", default=os.environ.get("CFCOMPILE_EXAMPLES_TINY") == "1",
-                    help="a tiny Wan 2.2 with random weights, no download")
-    ap.add_argument("--prompt", default="a cat walking on grass")
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--width", type=int, default=832)
+    ap = parser(__doc__, model="Wan-AI/Wan2.1-T2V-14B-Diffusers", tiny="wan2.2", prompt="a cat walking on grass",
+                size=(480, 832), steps=40, budget="16GiB", out="video.gif")
     ap.add_argument("--frames", type=int, default=81)
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--memory-budget", help="device memory for all components together (default 16GiB; "
-                                            "256MiB with --tiny)")
-    ap.add_argument("--eager", action="append", default=[], help="a component to offload but not compile")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="video.gif")
     args = ap.parse_args()
-    args.memory_budget = args.memory_budget or ("256MiB" if args.tiny else "16GiB")
-
-    if args.tiny:
-        from cfcompile.tiny_pipelines import TINY_CALLS, tiny_pipeline
-
-        pipe, call = tiny_pipeline("wan2.2"), dict(TINY_CALLS["wan2.2"])
-    else:
-        from diffusers import WanPipeline
-
-        pipe = WanPipeline.from_pretrained(args.model, torch_dtype=torch.bfloat16)   # on the CPU
+    pipe, call = load(args, "WanPipeline", num_frames=args.frames, guidance_scale=5.0)
+    if not args.tiny:
         pipe.vae.to(torch.float32)   # Wan's VAE runs in fp32
-        call = dict(height=args.height, width=args.width, num_frames=args.frames, num_inference_steps=args.steps,
-                    guidance_scale=5.0)
 
     cfcompile.apply(pipe, device=args.device, eager=args.eager, memory_budget=args.memory_budget)
     print("components:", pipe._cfcompile_applied.summary())
