@@ -139,10 +139,13 @@ def tiny_pipeline(name: str, dtype: torch.dtype = torch.float32):
         raise ValueError(f"tiny_pipeline: unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
     try:
         import diffusers  # noqa: F401
-        import transformers  # noqa: F401
+        import transformers
     except ImportError as e:
-        raise ImportError(f"tiny_pipeline({name!r}) needs diffusers and transformers: "
-                          f"pip install 'cfcompile[diffusers]'") from e
+        raise ImportError(f"tiny_pipeline({name!r}) needs diffusers and transformers>=5: "
+                          f"pip install 'cfcompile[diffusers]' 'transformers>=5'") from e
+    if int(transformers.__version__.split(".")[0]) < 5:
+        raise ImportError(f"tiny_pipeline({name!r}) builds its tokenizers from in-memory vocabularies, which needs "
+                          f"transformers>=5 (found {transformers.__version__}): pip install -U 'transformers>=5'")
     pipe = builders[name]()
     for m in pipe.components.values():
         if isinstance(m, torch.nn.Module):
