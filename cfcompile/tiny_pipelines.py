@@ -10,7 +10,7 @@ the tiny text encoders; what the text says does not matter for random weights. F
 anything else that must run a whole pipeline on a machine without network or GPU.
 
 ``"wan2.2"`` is Wan 2.2's layout: two experts (``transformer`` for high noise, ``transformer_2`` for low noise,
-switched at ``boundary_ratio``).
+switched at ``boundary_ratio``: with `TINY_CALLS`' 4 steps, two steps each).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def _wan(experts: int):
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
     return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
                        transformer=dit[0], transformer_2=dit[1] if experts == 2 else None,
-                       boundary_ratio=0.5 if experts == 2 else None)
+                       boundary_ratio=0.875 if experts == 2 else None)
 
 
 def tiny_pipeline(name: str, dtype: torch.dtype = torch.float32):
