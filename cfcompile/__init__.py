@@ -5,6 +5,7 @@
     fast = torch.compile(model, backend="chunkflow", options={"memory_budget": "12GiB"})
     budget = cfcompile.MemoryBudget("24GiB")     # one budget for several models: memory_budget=budget in each
     cfcompile.plan_model("flux", cfcompile.Workload(height=1024, width=1024), profile="H100")   # no GPU needed
+    cfcompile.apply(pipe, device="cuda", memory_budget="12GiB")   # a whole diffusers pipeline; restore(pipe) undoes
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import torch
 
 from ._compat import prepare_context_parallel
 from .config import ChunkFlowConfig, MemoryBudget, parse_bytes
-from .offload import HostStore, offload, restore, store_of
+from .offload import HostStore, offload, store_of
+from .pipelines import apply, restore
 
-__all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "compile", "offload", "parse_bytes",
+__all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "apply", "compile", "offload", "parse_bytes",
            "plan_model", "prepare_context_parallel", "restore", "store_of"]
 __version__ = "0.1.0"
 

@@ -382,16 +382,20 @@ class _Compiled:
 _compiled: list[weakref.ref] = []  # weak: a graph Dynamo has dropped frees its arena
 
 
-def release_graphs() -> int:
+def release_graphs(reading=None) -> int:
     """Give back the device memory (arenas, resident copies) of every live chunkflow graph now; returns how many.
+    ``reading``: only of the graphs that read one of these host groups (`offload.Group`s).
 
     For after ``torch._dynamo.reset()``: Dynamo keeps the guards of graphs split by a graph break alive through
     finalizers on global objects (torch 2.13), and with them the compiled graphs. A released graph that is called
     again is planned and compiled again."""
+    wanted = None if reading is None else {id(g) for g in reading}
     n = 0
     for run in compiled_graphs():
         state = run.chunkflow_state
         for g in (state, *state.variants, *([state.lean] if state.lean else [])):
+            if wanted is not None and not any(id(r.group) in wanted for r in g.reads):
+                continue
             if g.rt is not None and not g.rt.closed:
                 g.rt.close()
                 n += 1

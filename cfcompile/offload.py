@@ -532,15 +532,16 @@ def _prepare_for_compile(module: nn.Module) -> None:
         log.debug("primed diffusers' context-parallel hooks of %s", type(module).__name__)
 
 
-def restore(module: nn.Module) -> None:
-    """Undo `offload`: parameters become ordinary tensors on the store's device, and the host store is freed."""
+def restore(module: nn.Module, device: str | torch.device | None = None) -> None:
+    """Undo `offload`: parameters become ordinary tensors on ``device`` (default: the store's device), and the host
+    store is freed. Buffers stay where they are."""
     store: HostStore | None = getattr(module, _STORE_ATTR, None)
     if store is None:
         raise ValueError("restore: module was not offloaded with cfcompile.offload")
+    dev = store.device if device is None else torch.device(device)
     named = dict(module.named_parameters())
     # Copy everything first, then swap, so an out-of-memory error leaves the module offloaded and usable.
-    moved = {n: p.data.to(store.device, copy=True) if store.device.type == "cuda" else p.data.clone()
-             for n, p in named.items() if lookup(p) is not None}
+    moved = {n: p.data.to(dev, copy=True) for n, p in named.items() if lookup(p) is not None}
     for n, t in moved.items():
         _unpoint(named[n], t)
     for p in named.values():

@@ -201,3 +201,30 @@ def test_chunkflow_name_works_without_the_entry_point(monkeypatch):
     cfcompile.offload(m, "cpu")
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(m, backend="chunkflow", options={"chunk_size": 4096})(x), eager)
+
+
+def test_source_tree_without_any_installed_cfcompile(tmp_path):
+    """A fresh interpreter that sees the packages of this environment but no installed cfcompile (no dist-info, so no
+    entry point), importing cfcompile from the source tree: ``backend="chunkflow"`` resolves."""
+    import os
+    import site
+    import subprocess
+    import sys
+
+    root = Path(cfcompile.__file__).resolve().parents[1]
+    packages = tmp_path / "site"
+    packages.mkdir()
+    for d in site.getsitepackages():
+        for entry in Path(d).iterdir():
+            if not entry.name.lower().startswith(("cfcompile", "__editable__")) and entry.suffix != ".pth":
+                (packages / entry.name).symlink_to(entry)
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+            "from importlib.metadata import entry_points\n"
+            "assert not [e for e in entry_points(group='torch_dynamo_backends') if e.name == 'chunkflow']\n"
+            "import torch, cfcompile\n"
+            "assert cfcompile.__file__.startswith(sys.argv[2]), cfcompile.__file__\n"
+            "from torch._dynamo import lookup_backend\n"
+            "assert lookup_backend('chunkflow') is not None and 'chunkflow' in torch._dynamo.list_backends()\n")
+    proc = subprocess.run([sys.executable, "-S", "-c", code, str(packages), str(root)], capture_output=True,
+                          text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
