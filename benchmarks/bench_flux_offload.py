@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import build_flux, environment, flux_inputs, h2d_bandwidth, time_steps, write  # noqa: E402
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
 
 
 def main() -> None:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, h2d_bandwidth, time_steps, write  # noqa: E402
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
 from cfcompile.presets import PRESETS, Workload, get_preset  # noqa: E402
 
 # Per-model default workloads: the pipelines' usual sizes (Wan 2.1: 480p, 81 frames), and small ones for --tiny.

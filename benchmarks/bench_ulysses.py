@@ -39,7 +39,7 @@ from torch._dynamo.utils import counters
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 import cfcompile  # noqa: E402
-from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
 from cfcompile import _compat  # noqa: E402
 from common import collective_times, gpu_lock, init_distributed, profile_kernels  # noqa: E402

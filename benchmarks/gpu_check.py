@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import build_flux, flux_inputs  # noqa: E402
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
-from cfcompile.passes.rewrite import clobbers  # noqa: E402
-from cfcompile.passes.verify import check_generated_order  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.rewrite import clobbers  # noqa: E402
+from cfcompile.compiler.verify import check_generated_order  # noqa: E402
 
 SMALL = dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
              joint_attention_dim=256, pooled_projection_dim=128, axes_dims_rope=(16, 24, 24))

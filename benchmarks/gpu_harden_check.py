@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
 from cfcompile.runtime import ops  # noqa: E402
 from cfcompile.runtime.arena import ARENAS, RESIDENTS  # noqa: E402
 from toy import toy  # noqa: E402

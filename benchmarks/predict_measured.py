@@ -19,9 +19,9 @@ from tabulate import tabulate
 from cfcompile import ChunkFlowConfig
 from cfcompile.costmodel import PROFILES, estimate_costs
 from cfcompile.offload import planned_layout
-from cfcompile.passes.analysis import find_weight_reads
-from cfcompile.passes.plan import make_plan
-from cfcompile.passes.tune import predict_plan
+from cfcompile.plan.analysis import find_weight_reads
+from cfcompile.plan.layout import make_plan
+from cfcompile.plan.search import predict_plan
 from cfcompile.planning import capture_graphs
 from cfcompile.presets import Workload, get_preset
 

@@ -18,8 +18,8 @@ from cfcompile.config import ChunkFlowConfig
 from cfcompile.costmodel import estimate_costs
 from cfcompile.costmodel.profiles import DeviceProfile
 from cfcompile.offload import planned_layout
-from cfcompile.passes.analysis import find_weight_reads
-from cfcompile.passes.tune import plan_with_model
+from cfcompile.plan.analysis import find_weight_reads
+from cfcompile.plan.search import plan_with_model
 from cfcompile.planning import capture_graphs
 from cfcompile.presets import Workload, get_preset
 R = str(Path(__file__).parent / 'results') + '/'

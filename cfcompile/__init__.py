@@ -36,15 +36,16 @@ def _register_backend_without_entry_point() -> None:
     ``torch_dynamo_backends`` entry point an install declares (registering both would be a duplicate name)."""
     from importlib.metadata import entry_points
 
-    if any(e.name == "chunkflow" for e in entry_points(group="torch_dynamo_backends")):
-        return
+    if any(e.name == "chunkflow" and e.value == "cfcompile.compiler.backend:chunkflow"
+           for e in entry_points(group="torch_dynamo_backends")):
+        return   # an install whose metadata predates the move to compiler/ is registered directly
     from torch._dynamo.backends.registry import _COMPILER_FNS, register_backend
 
     if "chunkflow" in _COMPILER_FNS:
         return
 
     def chunkflow(gm, example_inputs, **kwargs):
-        from .backend import chunkflow as backend
+        from .compiler.backend import chunkflow as backend
 
         return backend(gm, example_inputs, **kwargs)
 

@@ -146,7 +146,7 @@ def demo(args: argparse.Namespace) -> int:
         fast = torch.compile(model, backend="chunkflow", options=options)
         out, step_ms = _timed(lambda: fast(**inputs), args.steps + 1, device)
         compile_s = time.perf_counter() - t0
-        from .backend import compiled_graphs
+        from .compiler.backend import compiled_graphs
 
         plan = compiled_graphs()[-1].chunkflow_plan
         peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
@@ -287,7 +287,7 @@ def simulate(args: argparse.Namespace) -> int:
 
 
 def plan(args: argparse.Namespace) -> int:
-    from .passes.tune import BudgetError
+    from .plan.search import BudgetError
     from .planning import plan_model
     from .presets import Workload
 

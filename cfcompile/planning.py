@@ -27,9 +27,9 @@ from .costmodel.graph_costs import GraphCosts, estimate_costs
 from .costmodel.model import Prediction
 from .costmodel.profiles import DeviceProfile, resolve_profile
 from .offload import planned_layout
-from .passes.analysis import find_weight_reads
-from .passes.plan import Plan
-from .passes.tune import block_spans, plan_with_model
+from .plan.analysis import find_weight_reads
+from .plan.layout import Plan
+from .plan.search import block_spans, plan_with_model
 from .presets import Workload, get_preset
 
 
@@ -86,7 +86,7 @@ class PlanReport:
 
     def write(self, out_dir: str | Path) -> list[str]:
         """plan.json, prediction.json, blocks.json, timeline.json (Perfetto) and timeline.png (with matplotlib)."""
-        from .dump import write_prediction
+        from .report.dump import write_prediction
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

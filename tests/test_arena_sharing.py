@@ -5,7 +5,7 @@ import gc
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 

@@ -9,9 +9,9 @@ from torch._inductor.utils import run_and_get_code
 from torch.testing import FileCheck
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
-from cfcompile.passes.rewrite import clobbers
-from cfcompile.passes.verify import check_generated_order
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.compiler.rewrite import clobbers
+from cfcompile.compiler.verify import check_generated_order
 from toy import toy
 
 
@@ -31,7 +31,7 @@ def compile_toy(options=None, **kw):
 def test_registered_as_entry_point():
     assert "chunkflow" in torch._dynamo.list_backends()
     eps = [e for e in entry_points(group="torch_dynamo_backends") if e.name == "chunkflow"]
-    assert eps and eps[0].value == "cfcompile.backend:chunkflow"
+    assert eps and eps[0].value == "cfcompile.compiler.backend:chunkflow"
 
 
 @pytest.mark.parametrize("options", [

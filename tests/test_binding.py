@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.offload import lookup
 from cfcompile.runtime.arena import RESIDENTS
 from toy import Block, toy

@@ -11,8 +11,8 @@ import torch
 
 import cfcompile
 from cfcompile import MemoryBudget
-from cfcompile.backend import compiled_graphs
-from cfcompile.passes.tune import BUDGET_HEADROOM, BudgetError
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.plan.search import BUDGET_HEADROOM, BudgetError
 from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 

@@ -5,10 +5,10 @@ import json
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
-from cfcompile.costmodel.calibrate import calibrated_costs
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.compiler.calibrate import calibrated_costs
 from cfcompile.costmodel.graph_costs import GraphCosts
-from cfcompile.passes.plan import make_plan
+from cfcompile.plan.layout import make_plan
 from cfcompile import ChunkFlowConfig
 from test_plan import blocks
 from toy import toy

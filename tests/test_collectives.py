@@ -9,9 +9,9 @@ import torch.distributed as dist
 from torch._inductor.utils import run_and_get_code
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
-from cfcompile.passes.rewrite import clobbers
-from cfcompile.passes.verify import check_generated_order
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.compiler.rewrite import clobbers
+from cfcompile.compiler.verify import check_generated_order
 from toy import sp_toy
 
 

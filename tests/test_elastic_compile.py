@@ -170,10 +170,10 @@ def _chunkflow_worker(rank, world, profile_path):
     from torch._inductor.utils import run_and_get_code
 
     import cfcompile
-    from cfcompile.backend import compiled_graphs
+    from cfcompile.compiler.backend import compiled_graphs
     from cfcompile.elastic import form_group
-    from cfcompile.passes.rewrite import clobbers
-    from cfcompile.passes.verify import check_generated_order
+    from cfcompile.compiler.rewrite import clobbers
+    from cfcompile.compiler.verify import check_generated_order
     from toy import sp_toy
 
     torch._dynamo.reset()

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from torch import nn
 
     import cfcompile
-    from cfcompile.backend import compiled_graphs
+    from cfcompile.compiler.backend import compiled_graphs
 
 
     class Block(nn.Module):

@@ -5,7 +5,7 @@ import resource
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.runtime import ops
 from toy import toy
 

@@ -16,9 +16,9 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
-from cfcompile.passes.rewrite import clobbers  # noqa: E402
-from cfcompile.passes.verify import check_generated_order  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.rewrite import clobbers  # noqa: E402
+from cfcompile.compiler.verify import check_generated_order  # noqa: E402
 from torch._inductor.utils import run_and_get_code  # noqa: E402
 
 CHUNKFLOW_OPTIONS = {"chunk_size": 8192, "resident_fraction": 0.5}

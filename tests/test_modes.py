@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from toy import toy
 
 

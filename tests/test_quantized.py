@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.offload import lookup, store_of
 
 

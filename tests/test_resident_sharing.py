@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
-from cfcompile.passes.tune import BUDGET_HEADROOM, BudgetError
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.plan.search import BUDGET_HEADROOM, BudgetError
 from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 

@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from cfcompile.backend import _collective_policy
+from cfcompile.compiler.backend import _collective_policy
 from cfcompile.config import ChunkFlowConfig
 from cfcompile.costmodel import topology
 from cfcompile.costmodel.profiles import PROFILES

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from toy import toy
 
 

@@ -80,7 +80,7 @@ class Prediction:
         """The predicted timeline as `visualize.Span`s, all inside ``[0, step_ms]``: compute blocks (``(name,
         start, end)`` in compute-only time, moved by the pauses before them), stalls, copies, and the collectives'
         windows."""
-        from ..visualize import Span
+        from ..report.visualize import Span
 
         def wall(t: float, end: bool) -> float:
             # A stall at a block boundary belongs between the blocks; a slowed collective at the boundary

@@ -11,7 +11,7 @@ import torch
 
 from ..config import ALIGN, format_bytes
 from ..offload import _CudaArrayInterface
-from ..passes.plan import Plan
+from ..plan.layout import Plan
 from .ops import forget_slots
 
 
@@ -338,7 +338,7 @@ class GraphRuntime:
         budget = self.budget.bytes if self.budget is not None else self.plan.memory_budget
         if budget is None:
             return True
-        from ..passes.tune import BUDGET_HEADROOM
+        from ..plan.search import BUDGET_HEADROOM
         from . import budget as shared
         used = shared.usage(self.budget)["peak_bytes"] if self.budget is not None else \
             ARENAS.bytes() + RESIDENTS.bytes(self.device) + self.activation_bytes

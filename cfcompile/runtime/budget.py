@@ -26,8 +26,8 @@ import logging
 import torch
 
 from ..config import ChunkFlowConfig, MemoryBudget, format_bytes
-from ..passes.plan import streaming_floor
-from ..passes.tune import BudgetError, DeviceState, plan_with_model
+from ..plan.layout import streaming_floor
+from ..plan.search import BudgetError, DeviceState, plan_with_model
 from .arena import RESIDENTS, GraphRuntime
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_file
 
 from ..config import ChunkFlowConfig, format_bytes
 from ..costmodel.model import Prediction
-from .plan import Plan
+from ..plan.layout import Plan
 
 log = logging.getLogger(__name__)
 aten = torch.ops.aten
@@ -388,7 +388,7 @@ class ChunkflowPass(CustomGraphPass):
     def __call__(self, graph: fx.Graph) -> None:
         self.schedule = apply_plan(graph, self.plan, self.layout, self.config.overlap_copies, self.prediction)
         if self.dump_dir:
-            from ..dump import write_scheduled
+            from ..report.dump import write_scheduled
 
             write_scheduled(self.dump_dir, graph, self.schedule)
 

@@ -29,7 +29,7 @@ from ..costmodel.graph_costs import GraphCosts
 from ..costmodel.model import Prediction, StreamedGroup, simulate
 from ..costmodel.profiles import DeviceProfile
 from .analysis import WeightRead
-from .plan import Plan, _build, _layout, _Layout, _resident_counts, _Spec, _specs
+from .layout import Plan, _build, _layout, _Layout, _resident_counts, _Spec, _specs
 
 log = logging.getLogger(__name__)
 

@@ -142,7 +142,7 @@ def _matplotlib():
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            "cfcompile.visualize needs matplotlib to draw PNGs, and it is not installed: "
+            "cfcompile.report.visualize needs matplotlib to draw PNGs, and it is not installed: "
             "pip install 'cfcompile[plot]' (or pip install 'matplotlib>=3.8'). "
             "write_perfetto needs no extra packages.") from e
     return Figure, FigureCanvasAgg

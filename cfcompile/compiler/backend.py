@@ -23,20 +23,20 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
-from .runtime import budget as shared
-from .runtime import timing
-from .runtime.arena import GraphRuntime, NoRoom
-from .runtime.binding import Binder, LayoutMismatch, source_names
-from .runtime.ops import exclusive
-from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
-from .costmodel.graph_costs import estimate_costs
-from .costmodel import topology
-from .costmodel.profiles import resolve_profile
-from .dump import new_dump_dir, write_plan, write_prediction
-from .passes.analysis import find_weight_reads
-from .passes.tune import block_spans
-from .passes.rewrite import ChunkflowPass, InputLayout
-from . import _compat
+from ..runtime import budget as shared
+from ..runtime import timing
+from ..runtime.arena import GraphRuntime, NoRoom
+from ..runtime.binding import Binder, LayoutMismatch, source_names
+from ..runtime.ops import exclusive
+from ..config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
+from ..costmodel.graph_costs import estimate_costs
+from ..costmodel import topology
+from ..costmodel.profiles import resolve_profile
+from ..report.dump import new_dump_dir, write_plan, write_prediction
+from ..plan.analysis import find_weight_reads
+from ..plan.search import block_spans
+from .rewrite import ChunkflowPass, InputLayout
+from .. import _compat
 
 _compat.apply()   # before the first trace: torch.compile imports the backend when it looks up "chunkflow"
 
@@ -331,7 +331,7 @@ class _Compiled:
     def after_call(self, run) -> None:
         """Calibration: the first call warms up; the second is timed per block; then the plan is made again from
         the measured compute, and the graph recompiled if the plan changed."""
-        from .costmodel.calibrate import calibrated_costs
+        from .calibrate import calibrated_costs
 
         self.calls += 1
         if self.calls == 1:

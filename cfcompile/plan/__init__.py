@@ -1,0 +1,1 @@
+"""The plan IR, the weight layout and the cost-model search."""

@@ -1,0 +1,1 @@
+"""Dumps, schedule tables, timelines and plots."""
