@@ -74,21 +74,21 @@ def refused_pin() -> None:
     with torch.no_grad():
         ref = m(x)
     before = {n: p.data_ptr() for n, p in m.named_parameters()}
-    real_pin, calls = off._pin, []
+    real_pin, calls = off.pin, []
 
     def pin(host):
         if len(calls) >= 2:
             raise RuntimeError("cudaHostRegister of 1 B failed with CUDA error 2 (simulated)")
         calls.append(host.data_ptr())
         real_pin(host)
-    off._pin = pin
+    off.pin = pin
     try:
         cfcompile.offload(m, "cuda")
         check("refused pin raises", False)
     except RuntimeError as e:
         check("refused pin raises", "unpinned again and nothing in the module was changed" in str(e), str(e)[:120])
     finally:
-        off._pin = real_pin
+        off.pin = real_pin
     # the two buffers pinned before the failure were unregistered: registering them again must succeed
     check("module untouched", cfcompile.store_of(m) is None and
           {n: p.data_ptr() for n, p in m.named_parameters()} == before)

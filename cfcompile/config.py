@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import weakref
 from typing import Any, Mapping
 
 #: Environment variable that turns on dumps for every compiled graph (same as ``options={"dump": DIR}``).
@@ -75,7 +74,6 @@ class MemoryBudget:
             raise ValueError("MemoryBudget: pass a size (bytes, '24GiB' or 'auto'), not another MemoryBudget; "
                              "share one MemoryBudget object between the compiles instead")
         self.bytes: int | None = None if size == "auto" else parse_bytes(size, key="MemoryBudget")
-        self.members: "weakref.WeakSet" = weakref.WeakSet()   # the graphs planned under it (`runtime.budget`)
 
     def resolve(self, free_bytes: int | None) -> int:
         """``"auto"``: the free device memory (fixed by `runtime.budget` once its first graph is built)."""
@@ -87,12 +85,25 @@ class MemoryBudget:
     def usage(self) -> dict[str, int]:
         """What its graphs hold as planned: ``resident_bytes`` (all add up), ``arena_bytes`` (the largest per
         dtype), ``activation_bytes`` (the largest), ``peak_bytes`` (their sum) and ``graphs``."""
-        from .runtime.budget import usage
-
-        return usage(self)
+        return _usage(self)
 
     def __repr__(self) -> str:
         return "MemoryBudget('auto')" if self.bytes is None else f"MemoryBudget('{format_bytes(self.bytes)}')"
+
+
+def _no_graphs(budget: MemoryBudget) -> dict[str, int]:
+    return dict(resident_bytes=0, arena_bytes=0, activation_bytes=0, peak_bytes=0, graphs=0)
+
+
+_usage = _no_graphs
+
+
+def count_budgets_with(usage) -> None:
+    """``usage(budget) -> dict``: what `MemoryBudget.usage` reports. The runtime, which keeps the graphs planned
+    under each budget (`runtime.arena`), installs it when imported: a budget is a plain handle, and this layer
+    imports nothing above it."""
+    global _usage
+    _usage = usage
 
 
 # Inductor options the backend owns; a user patch of these would break the pass or be ignored.

@@ -24,6 +24,7 @@ import torch
 import torch.fx as fx
 
 from ..runtime import budget as shared
+from .planner import evict, plan_graph
 from ..runtime import timing
 from ..runtime.arena import GraphRuntime, NoRoom
 from ..runtime.binding import Binder, LayoutMismatch, source_names
@@ -156,9 +157,9 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
         profile, free, policy = _agree_across_ranks(profile, free, policy)
         if profile != costed:
             costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
-    plan, prediction, evicted = shared.plan_graph(reads, config, costs, profile, device, free_bytes=free,
+    plan, prediction, evicted = plan_graph(reads, config, costs, profile, device, free_bytes=free,
                                                   collective_policy=policy)
-    shared.evict(evicted)   # before allocating: the room is theirs until now
+    evict(evicted)   # before allocating: the room is theirs until now
     state = _Compiled(gm, example_inputs, reads, config, patches, device, profile, policy)
     state.build(plan, prediction, costs, torch._guards.detect_fake_mode(example_inputs))
     if not config.calibrate:
@@ -230,10 +231,10 @@ class _Compiled:
         config = dataclasses.replace(self.config, memory_budget=None, resident_fraction=0.0) if lean else self.config
         reads = find_weight_reads(self.gm, args)
         costs = estimate_costs(self.gm, args, self.profile, [r.input_index for r in reads])
-        plan, prediction, evicted = shared.plan_graph(reads, config, costs, self.profile, self.device,
+        plan, prediction, evicted = plan_graph(reads, config, costs, self.profile, self.device,
                                                       free_bytes=_free_bytes(self.device, config),
                                                       collective_policy=self.policy)
-        shared.evict(evicted)
+        evict(evicted)
         graph = _Compiled(self.gm, args, reads, config, self.patches, self.device, self.profile, self.policy)
         graph.calibrating = False
         graph.build(plan, prediction, costs, None)
@@ -303,7 +304,7 @@ class _Compiled:
     def replan(self, args, run) -> None:
         """Plan again within what the shared budget's other graphs leave now, and recompile (the call's inputs stand
         in for the example inputs, as after calibration)."""
-        plan, prediction, _ = shared.plan_graph(self.reads, self.config, self.costs, self.profile, self.device,
+        plan, prediction, _ = plan_graph(self.reads, self.config, self.costs, self.profile, self.device,
                                                 free_bytes=_free_bytes(self.device, self.config),
                                                 collective_policy=self.policy, replanning=self.rt)
         log.info("chunkflow: planning a graph again after its resident chunks were taken back: resident %s -> %s",
@@ -342,7 +343,7 @@ class _Compiled:
         costs, report = calibrated_costs(self.costs, self.plan, marks)
         if costs.collectives:  # every rank re-plans from rank 0's measurement, so plans stay identical
             costs, report = _from_rank0((costs, report))
-        plan, prediction, _ = shared.plan_graph(self.reads, self.config, costs, self.profile, self.device,
+        plan, prediction, _ = plan_graph(self.reads, self.config, costs, self.profile, self.device,
                                                 free_bytes=_free_bytes(self.device, self.config),
                                                 collective_policy=self.policy, replanning=self.rt)
         report.update(plan_changed=plan.fingerprint() != self.plan.fingerprint(),

@@ -30,12 +30,9 @@ import json
 import math
 from typing import Sequence
 
-from ..config import ALIGN, ChunkFlowConfig
+from ..config import ChunkFlowConfig
+from ..pinned import align
 from .analysis import WeightRead
-
-
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +148,7 @@ class Plan:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
 
-def _resident_counts(sizes: list[int], fraction: float) -> list[int]:
+def resident_counts(sizes: list[int], fraction: float) -> list[int]:
     """Chunks kept resident per group: ``fraction`` of each, rounded so that the total is round(fraction*N)."""
     target = round(fraction * sum(sizes))
     ideal = [fraction * n for n in sizes]
@@ -175,14 +172,14 @@ def _first_fit(items: list[tuple[list[tuple[float, float]], int, str]]) -> tuple
         for lo, hi in live:
             if offset + nbytes <= lo:
                 break
-            offset = max(offset, _align(hi))
+            offset = max(offset, align(hi))
         placed.append((spans, offset, nbytes, arena))
         offsets.append(offset)
         sizes[arena] = max(sizes.get(arena, 0), offset + nbytes)
     return offsets, sizes
 
 
-class _Spec:
+class Spec:
     """One group as the planner sees it: its reads, byte range and chunks; `split` is cached per resident count.
 
     ``held``: bytes of the group already on the device (resident for another graph of the same model). When they
@@ -232,14 +229,14 @@ class _Spec:
         return 0 if b <= a else (b - 1) // self.cs - a // self.cs + 1
 
     def copy_sizes(self, n_resident: int) -> list[int]:
-        """Bytes of each chunk copy of the streamed part, in order (as `_build` makes them)."""
+        """Bytes of each chunk copy of the streamed part, in order (as `build_plan` makes them)."""
         _, _, _, (a, b) = self.split(n_resident)
         cuts = [a, *range((a // self.cs + 1) * self.cs, b, self.cs), b]
         return [hi - lo for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
 
 
 @dataclasses.dataclass
-class _Layout:
+class Layout:
     """Arena placement for one choice of resident counts and prefetch depths."""
 
     streamed: list[int]                 # spec indices with bytes to stream, in first-use order
@@ -260,15 +257,15 @@ class _Layout:
         return sum(self.resident_sizes.values())
 
 
-def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], default_depth: int,
-            wrap: bool = False) -> _Layout:
+def lay_out(specs: list[Spec], counts: list[int], depths: dict[str, int], default_depth: int,
+            wrap: bool = False) -> Layout:
     resident_sizes: dict[str, int] = {}
     streamed = []
     for i, (s, n) in enumerate(zip(specs, counts)):
         _, st, _, sr = s.split(n)
         lo, hi = s.device_range(n)
         if hi > lo:
-            resident_sizes[s.dtype] = _align(resident_sizes.get(s.dtype, 0) + hi - lo)
+            resident_sizes[s.dtype] = align(resident_sizes.get(s.dtype, 0) + hi - lo)
         if st:
             streamed.append(i)
     anchors, wraps, items, double = [], [], [], []
@@ -291,22 +288,22 @@ def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], defau
         wraps.append(wrap_anchor)
         _, _, _, (a, b) = specs[i].split(counts[i])
         if double[j]:
-            items.append((everything, _align(b - a), specs[i].dtype))
+            items.append((everything, align(b - a), specs[i].dtype))
             continue
         issue = (specs[streamed[anchor]].first if anchor is not None else -1) - 0.5
         spans = [(issue, specs[i].last)]
         if wrap_anchor is not None:
             spans.append((specs[streamed[wrap_anchor]].first - 0.5, math.inf))
-        items.append((spans, _align(b - a), specs[i].dtype))
+        items.append((spans, align(b - a), specs[i].dtype))
     seconds = [j for j in range(n) if double[j]]
     for j in seconds:
         items.append(items[j])
     offsets, arena_sizes = _first_fit(items)
-    return _Layout(streamed, anchors, wraps, offsets[:n], arena_sizes, resident_sizes,
+    return Layout(streamed, anchors, wraps, offsets[:n], arena_sizes, resident_sizes,
                    doubles={j: offsets[n + k] for k, j in enumerate(seconds)})
 
 
-def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: ChunkFlowConfig, cs: int,
+def build_plan(specs: list[Spec], counts: list[int], layout: Layout, config: ChunkFlowConfig, cs: int,
            resident_fraction: float, depth: int, budget: int | None, segments: dict | None = None,
            policy: str = "overlap", schedule: str = "chunkflow") -> Plan:
     chunks: list[Chunk] = []
@@ -316,7 +313,7 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
         _, _, rr, _ = s.split(n)
         if rr[1] > rr[0]:
             res_offsets[i] = used.get(s.dtype, 0)
-            used[s.dtype] = _align(res_offsets[i] + rr[1] - rr[0])
+            used[s.dtype] = align(res_offsets[i] + rr[1] - rr[0])
     where = {i: j for j, i in enumerate(layout.streamed)}
     groups, weights = [], []
     for i, (s, n) in enumerate(zip(specs, counts)):
@@ -359,28 +356,28 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
                 weight_bytes=sum(g.weight_bytes for g in host_groups))
 
 
-def _specs(reads: Sequence[WeightRead], cs: int, held: dict[str, tuple[int, int]] | None = None) -> list[_Spec]:
+def specs_of(reads: Sequence[WeightRead], cs: int, held: dict[str, tuple[int, int]] | None = None) -> list[Spec]:
     by_group: dict[str, list[WeightRead]] = {}
     for r in sorted(reads, key=lambda r: (r.first_use, r.input_index)):
         by_group.setdefault(r.group.key, []).append(r)
     held = held or {}
-    return [_Spec(k, rs, cs, held.get(k)) for k, rs in by_group.items()]   # in order of first use
+    return [Spec(k, rs, cs, held.get(k)) for k, rs in by_group.items()]   # in order of first use
 
 
 def streaming_floor(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> dict[str, int]:
     """Arena bytes per dtype of the leanest plan the graph can run with, nothing resident (prefetch depth 0, or the
     fixed depth): what it needs to run again after its resident chunks are taken back (`runtime.budget`)."""
-    specs = _specs(reads, 2**50)   # nothing resident: the chunk size does not matter, one chunk per group is cheapest
+    specs = specs_of(reads, 2**50)   # nothing resident: the chunk size does not matter, one chunk per group is cheapest
     depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 0
-    return _layout(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
+    return lay_out(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
 
 
 def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
     """The plan without a cost model: each group keeps a prefix of its chunks resident (``resident_fraction`` of
     them, spread in proportion to group size) and prefetches run ``prefetch_depth`` streamed groups ahead."""
     cs = config.effective_chunk_size
-    specs = _specs(reads, cs)
+    specs = specs_of(reads, cs)
     rf = config.effective_resident_fraction
-    counts = _resident_counts([len(s.chunk_ids) for s in specs], rf)
+    counts = resident_counts([len(s.chunk_ids) for s in specs], rf)
     depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 1
-    return _build(specs, counts, _layout(specs, counts, {}, depth, config.wrap_around), config, cs, rf, depth, None)
+    return build_plan(specs, counts, lay_out(specs, counts, {}, depth, config.wrap_around), config, cs, rf, depth, None)

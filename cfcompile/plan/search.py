@@ -24,12 +24,13 @@ import logging
 import math
 from typing import Sequence
 
-from ..config import ALIGN, ChunkFlowConfig, MemoryBudget, format_bytes
+from ..config import ChunkFlowConfig, MemoryBudget, format_bytes
 from ..costmodel.graph_costs import GraphCosts
 from ..costmodel.model import Prediction, StreamedGroup, simulate
 from ..costmodel.profiles import DeviceProfile
+from ..pinned import align
 from .analysis import WeightRead
-from .layout import Plan, _build, _layout, _Layout, _resident_counts, _Spec, _specs
+from .layout import Plan, build_plan, lay_out, Layout, resident_counts, Spec, specs_of
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class BudgetError(ValueError):
 class _Search:
     """State of the greedy search for one chunk size."""
 
-    def __init__(self, specs: list[_Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
+    def __init__(self, specs: list[Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
                  fixed_depth: int | None, wrap: bool, collectives=(), policy: str = "overlap",
                  state: DeviceState = NO_STATE, shared_arena: bool = True):
         self.specs, self.cum, self.profile, self.activations = specs, cumulative, profile, activations
@@ -96,10 +97,10 @@ class _Search:
         the other graphs' activations where they are larger."""
         return p.peak_bytes + max(0, self.state.activation_bytes - p.activation_bytes)
 
-    def evaluate(self, counts=None, depths=None) -> tuple[Prediction, _Layout]:
+    def evaluate(self, counts=None, depths=None) -> tuple[Prediction, Layout]:
         counts = self.counts if counts is None else counts
         depths = self.depths if depths is None else depths
-        layout = _layout(self.specs, counts, depths, 1 if self.fixed_depth is None else self.fixed_depth, self.wrap)
+        layout = lay_out(self.specs, counts, depths, 1 if self.fixed_depth is None else self.fixed_depth, self.wrap)
         groups = []
         for j, i in enumerate(layout.streamed):
             s = self.specs[i]
@@ -135,7 +136,7 @@ class _Search:
             return pred, layout
         return run(groups), layout
 
-    def _ranked(self, pred: Prediction, layout: _Layout) -> list[tuple[int, int]]:
+    def _ranked(self, pred: Prediction, layout: Layout) -> list[tuple[int, int]]:
         """(spec index, chunks to make resident) of streamed groups, most exposed first. The step closes half of
         the group's exposed copy time (at least one chunk), so the search takes tens of moves, not thousands."""
         order = []
@@ -312,7 +313,7 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
     best = None
     minimum = None
     for cs in sizes:
-        specs = _specs(reads, cs, state.held)
+        specs = specs_of(reads, cs, state.held)
         search = _Search(specs, cumulative, profile, activations, fixed_depth, config.wrap_around,
                          costs.collectives, collective_policy, state, config.shared_arena)
         base, _ = search.evaluate()
@@ -333,7 +334,7 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             search.add_residency(target, None)
             if sum(search.counts) < target:  # everything streamed is resident already
                 search.counts = [max(a, s.n_held) for a, s in
-                                 zip(_resident_counts([len(s.chunk_ids) for s in specs], rf), specs)]
+                                 zip(resident_counts([len(s.chunk_ids) for s in specs], rf), specs)]
         else:
             search.add_residency(None, budget)
         search.deepen(budget)
@@ -343,7 +344,7 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             chosen = sum(search.counts)
             rf_used = chosen / n_chunks if budget is not None or state.held else config.effective_resident_fraction
             depth = max([1 if search.fixed_depth is None else search.fixed_depth, *search.depths.values()])
-            best = (key, _build(specs, search.counts, layout, config, cs, rf_used, depth,
+            best = (key, build_plan(specs, search.counts, layout, config, cs, rf_used, depth,
                                 user_budget if config.memory_budget is not None else None, layout.segments,
                                 collective_policy), pred)
     if best is None:
@@ -369,11 +370,11 @@ def _layerwise(reads, config: ChunkFlowConfig, costs: GraphCosts, profile: Devic
     """SGLang-style layerwise offloading inside the same backend, for comparisons in one run: each block is copied
     whole, one block ahead, nothing resident, no wrap-around, no regard for collectives."""
     largest = max(r.group.nbytes for r in reads)
-    cs = (largest + ALIGN - 1) // ALIGN * ALIGN
-    specs = _specs(reads, cs)
+    cs = align(largest)
+    specs = specs_of(reads, cs)
     counts = [0] * len(specs)
-    layout = _layout(specs, counts, {}, 1, False)
-    plan = _build(specs, counts, layout, config, cs, 0.0, 1, None, None, "overlap", "layerwise")
+    layout = lay_out(specs, counts, {}, 1, False)
+    plan = build_plan(specs, counts, layout, config, cs, 0.0, 1, None, None, "overlap", "layerwise")
     return plan, predict_plan(plan, costs, profile)
 
 
