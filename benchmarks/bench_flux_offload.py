@@ -68,7 +68,7 @@ def main() -> None:
                 rf, cs = float(rf), cs[0] if cs else args.chunk_size
                 fn = torch.compile(model, backend="chunkflow", options={"resident_fraction": rf, "chunk_size": cs})
                 r = time_steps(lambda: fn(**inputs), iters=args.iters)
-                plan = compiled_graphs()[-1].chunkflow_plan
+                plan = compiled_graphs()[-1].plan
                 streamed = plan.streamed_bytes
                 out = fn(**inputs)[0].float()
                 err = (out - ref).abs().max().item() / ref.abs().max().item() if ref is not None else None

@@ -197,10 +197,10 @@ def main() -> int:
             for m in model.modules():
                 m._compiled_call_impl = None
         g = new[-1]
-        plan, pred = g.chunkflow_plan, getattr(g, "chunkflow_prediction", None)
+        plan, pred = g.plan, getattr(g, "chunkflow_prediction", None)
         # a graph serving n blocks streams its plan n times per call of the model
-        calls = {id(gr): len({k[0] for k in gr.chunkflow_runtime.bound}) or 1 for gr in new}
-        streamed = sum(gr.chunkflow_plan.streamed_bytes * calls[id(gr)] for gr in new)
+        calls = {id(gr): len({k[0] for k in gr.runtime.bound}) or 1 for gr in new}
+        streamed = sum(gr.plan.streamed_bytes * calls[id(gr)] for gr in new)
         err = (out - ref).abs().max().item() / ref.abs().max().item() if ref is not None else None
         floors = [x for x in (inductor_ms, streamed / (bw * 1e9) * 1e3 if bw else None) if x is not None]
         floor_ms = max(floors) if floors else None

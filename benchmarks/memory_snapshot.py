@@ -78,7 +78,7 @@ def main() -> None:
     trace = snap["device_traces"][dev.index or 0]
     peak, live = peak_allocations(trace, baseline)
     g = compiled_graphs()[-1]
-    pred, costs, plan = g.chunkflow_prediction, g.chunkflow_costs, g.chunkflow_plan
+    pred, costs, plan = g.prediction, g.costs, g.plan
     GiB = 2 ** 30
     lines = [f"{args.model} {args.height}x{args.width}x{args.frames} rf={args.rf}: graphs {len(compiled_graphs())}",
              f"baseline (before the step) {baseline / GiB:.3f} GiB; max_memory_allocated {measured_peak / GiB:.3f}; "

@@ -17,17 +17,21 @@ from ._compat import prepare_context_parallel
 from .config import ChunkFlowConfig, MemoryBudget, parse_bytes
 from .offload import HostStore, offload, restore, store_of
 
-__all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "compile", "offload", "parse_bytes",
-           "plan_model", "prepare_context_parallel", "restore", "store_of"]
+__all__ = ["ChunkFlowConfig", "HostStore", "MemoryBudget", "Workload", "compile", "compiled_graphs", "offload",
+           "parse_bytes", "plan_model", "prepare_context_parallel", "restore", "store_of"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    # planning pulls in diffusers presets: import it only when asked for
+    # planning pulls in diffusers presets, the compiler Inductor: import them only when asked for
     if name in ("plan_model", "Workload"):
         from . import planning, presets
 
         return planning.plan_model if name == "plan_model" else presets.Workload
+    if name == "compiled_graphs":
+        from .compiler.backend import compiled_graphs
+
+        return compiled_graphs
     raise AttributeError(f"module 'cfcompile' has no attribute {name!r}")
 
 

@@ -148,7 +148,7 @@ def demo(args: argparse.Namespace) -> int:
         compile_s = time.perf_counter() - t0
         from .compiler.backend import compiled_graphs
 
-        plan = compiled_graphs()[-1].chunkflow_plan
+        plan = compiled_graphs()[-1].plan
         peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
 
     tol = dict(atol=3e-2, rtol=3e-2) if dtype == torch.bfloat16 else dict(atol=1e-4, rtol=1e-4)
@@ -168,7 +168,7 @@ def demo(args: argparse.Namespace) -> int:
         ("resident on the device", format_bytes(plan.total_resident_bytes)),
     ]
     print(tabulate(rows, headers=("measure", "value"), tablefmt="simple"))
-    print(f"files (plan.json, schedule.txt, timeline.json / .png): {compiled_graphs()[-1].chunkflow_dump_dir}")
+    print(f"files (plan.json, schedule.txt, timeline.json / .png): {compiled_graphs()[-1].dump_dir}")
     return 0 if ok else 1
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 #: Environment variable that turns on dumps for every compiled graph (same as ``options={"dump": DIR}``).
 DUMP_ENV = "CFCOMPILE_DUMP"
 
-#: Chunk size when ``chunk_size="auto"`` and there is no memory budget to tune for.
+#: Chunk size when ``chunk_size="auto"`` and there is no memory budget to tune for (`plan.resolve`).
 DEFAULT_CHUNK_SIZE = 16 * 2**20
 
 #: Offsets of weights inside host groups, arenas and resident buffers are multiples of this (bytes).
@@ -74,13 +74,6 @@ class MemoryBudget:
             raise ValueError("MemoryBudget: pass a size (bytes, '24GiB' or 'auto'), not another MemoryBudget; "
                              "share one MemoryBudget object between the compiles instead")
         self.bytes: int | None = None if size == "auto" else parse_bytes(size, key="MemoryBudget")
-
-    def resolve(self, free_bytes: int | None) -> int:
-        """``"auto"``: the free device memory (fixed by `runtime.budget` once its first graph is built)."""
-        if free_bytes is None:
-            raise ValueError("MemoryBudget('auto') needs the free device memory, which is only known on a GPU; "
-                             "give it a number of bytes (e.g. MemoryBudget('24GiB')) instead")
-        return free_bytes
 
     def usage(self) -> dict[str, int]:
         """What its graphs hold as planned: ``resident_bytes`` (all add up), ``arena_bytes`` (the largest per
@@ -270,15 +263,6 @@ class ChunkFlowConfig:
                              f"pass one")
         options.setdefault("mode", mode or "default")
         return cls(**options)
-
-    @property
-    def effective_chunk_size(self) -> int:
-        """The chunk size when nothing is tuned (``"auto"`` -> 16 MiB)."""
-        return DEFAULT_CHUNK_SIZE if self.chunk_size == "auto" else self.chunk_size
-
-    @property
-    def effective_resident_fraction(self) -> float:
-        return self.resident_fraction or 0.0
 
     def inductor_patches(self) -> dict[str, Any]:
         patches: dict[str, Any] = {}

@@ -29,6 +29,7 @@ from .costmodel.profiles import DeviceProfile, resolve_profile
 from .offload import planned_layout
 from .plan.analysis import find_weight_reads
 from .plan.layout import Plan
+from .plan.resolve import resolve
 from .plan.search import block_spans, plan_with_model
 from .presets import Workload, get_preset
 
@@ -152,9 +153,7 @@ def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs:
     sp = workload.sp_degree if workload is not None else 1
     config = ChunkFlowConfig.from_options(options)
     prof = profile if isinstance(profile, DeviceProfile) else resolve_profile(profile, "cpu")
-    if config.memory_budget == "auto":
-        raise ValueError("memory_budget='auto' means what is free on the GPU at compile time; for planning "
-                         "give a number of bytes, e.g. '12GiB'")
+    policy = resolve(config, prof).collective_policy   # raises for memory_budget="auto": no GPU to ask
 
     graphs = capture_graphs(module, inputs)
     layout = planned_layout(module)
@@ -167,8 +166,5 @@ def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs:
         raise ValueError(f"plan_model: the traced forward of {name} reads none of its parameters")
     gm, example_inputs, reads = best
     costs = estimate_costs(gm, example_inputs, prof, [r.input_index for r in reads], sp_degree=sp)
-    policy = config.collective_policy
-    if policy == "auto":
-        policy = "yield" if prof.link_shares_h2d else "overlap"
     plan, prediction = plan_with_model(reads, config, costs, prof, collective_policy=policy)
     return PlanReport(name, workload, prof, config, plan, prediction, costs, len(graphs))

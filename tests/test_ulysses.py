@@ -121,13 +121,13 @@ def _rank(rank: int, world: int, mode: str, name: str = "flux") -> dict:
         info["wrappers"] = len(codes)
         if gs and codes:
             g = gs[-1]
-            plan, costs = g.chunkflow_plan, g.chunkflow_costs
+            plan, costs = g.plan, g.costs
             info.update(
                 fingerprint=plan.fingerprint(), policy=plan.collective_policy,
                 cost_collectives=dict(collections.Counter(c.kind for c in costs.collectives)),
                 streamed_groups=len(plan.streamed), chunks=len(plan.chunks),
                 resident_chunks=sum(c.resident for c in plan.chunks), streamed_bytes=plan.streamed_bytes,
-                order_errors=check_generated_order(codes[0], list(g.chunkflow_layout.slots), clobbers(plan)),
+                order_errors=check_generated_order(codes[0], list(g.layout.slots), clobbers(plan)),
                 code_all_to_alls=codes[0].count("torch.ops._c10d_functional.all_to_all_single.default("),
                 code_prefetches=codes[0].count("torch.ops.cfcompile.prefetch_.default("))
     return info

@@ -42,42 +42,11 @@ from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_file
 
 from ..config import ChunkFlowConfig, format_bytes
 from ..costmodel.model import Prediction
+from ..plan.inputs import InputLayout
 from ..plan.layout import Plan
 
 log = logging.getLogger(__name__)
 aten = torch.ops.aten
-
-
-@dataclasses.dataclass(frozen=True)
-class InputLayout:
-    """Positions of the extra graph inputs the backend appends after the Dynamo inputs (`GraphRuntime.inputs_for`
-    gives them in this order)."""
-
-    slots: tuple[int, ...]          # arena slot of each streamed group, in Plan.streamed order
-    hosts: tuple[int, ...]          # host window of each streamed group (of the group bound at the call), same order
-    next_hosts: dict[int, int]      # wrapped streamed group j -> host window of the group the next call reads
-    residents: dict[str, int]       # group key -> its resident slot
-    next_slots: dict[int, int] = dataclasses.field(default_factory=dict)   # double-buffered j -> its other region
-
-    @staticmethod
-    def after(first: int, plan: Plan) -> "InputLayout":
-        n = len(plan.streamed)
-        slots = tuple(range(first, first + n))
-        hosts = tuple(range(first + n, first + 2 * n))
-        wrapped = [j for j, g in enumerate(plan.streamed) if g.wrap_before is not None]
-        nxt = {j: first + 2 * n + i for i, j in enumerate(wrapped)}
-        resident = [g.key for g in plan.groups if g.resident_bytes]
-        base = first + 2 * n + len(wrapped)
-        doubled = [j for j, g in enumerate(plan.streamed) if g.next_arena_offset >= 0]
-        after = base + len(resident)
-        return InputLayout(slots, hosts, nxt, {k: base + i for i, k in enumerate(resident)},
-                           {j: after + i for i, j in enumerate(doubled)})
-
-    def names(self) -> list[str]:
-        return ([f"cf_slot_{j}" for j in range(len(self.slots))] + [f"cf_host_{j}" for j in range(len(self.hosts))]
-                + [f"cf_next_host_{j}" for j in self.next_hosts]
-                + [f"cf_resident_{k}" for k in range(len(self.residents))]
-                + [f"cf_next_slot_{j}" for j in self.next_slots])
 
 
 class ArenaLifetimeError(RuntimeError):

@@ -33,6 +33,7 @@ from typing import Sequence
 from ..config import ChunkFlowConfig
 from ..pinned import align
 from .analysis import WeightRead
+from .resolve import resolve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,16 +369,16 @@ def streaming_floor(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> dic
     """Arena bytes per dtype of the leanest plan the graph can run with, nothing resident (prefetch depth 0, or the
     fixed depth): what it needs to run again after its resident chunks are taken back (`runtime.budget`)."""
     specs = specs_of(reads, 2**50)   # nothing resident: the chunk size does not matter, one chunk per group is cheapest
-    depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 0
+    depth = resolve(config, budget=False).prefetch_depth or 0
     return lay_out(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
 
 
 def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
     """The plan without a cost model: each group keeps a prefix of its chunks resident (``resident_fraction`` of
     them, spread in proportion to group size) and prefetches run ``prefetch_depth`` streamed groups ahead."""
-    cs = config.effective_chunk_size
+    r = resolve(config, budget=False)
+    (cs,), rf = r.chunk_sizes, r.resident_fraction
     specs = specs_of(reads, cs)
-    rf = config.effective_resident_fraction
     counts = resident_counts([len(s.chunk_ids) for s in specs], rf)
-    depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 1
+    depth = 1 if r.prefetch_depth is None else r.prefetch_depth
     return build_plan(specs, counts, lay_out(specs, counts, {}, depth, config.wrap_around), config, cs, rf, depth, None)

@@ -24,12 +24,13 @@ import logging
 import math
 from typing import Sequence
 
-from ..config import ChunkFlowConfig, MemoryBudget, format_bytes
+from ..config import ChunkFlowConfig, format_bytes
 from ..costmodel.graph_costs import GraphCosts
 from ..costmodel.model import Prediction, StreamedGroup, simulate
 from ..costmodel.profiles import DeviceProfile
 from ..pinned import align
 from .analysis import WeightRead
+from .resolve import resolve
 from .layout import Plan, build_plan, lay_out, Layout, resident_counts, Spec, specs_of
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 #: since, the re-measured budget runs peaked 0.4% above (Wan) and 2.4% below (Flux) it (benchmarks/RESULTS.md).
 BUDGET_HEADROOM = 0.05
 
-#: Chunk sizes tried under a memory budget when ``chunk_size="auto"``.
-CHUNK_CANDIDATES = (4 * 2**20, 8 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20)
 #: Deepest prefetch the model may choose with ``prefetch_depth="auto"``.
 MAX_AUTO_DEPTH = 3
 
@@ -286,29 +285,19 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
                     collective_policy: str = "overlap", state: DeviceState = NO_STATE) -> tuple[Plan, Prediction]:
     """The plan the cost model prefers under ``config`` (see the module docstring) and its prediction.
 
-    ``free_bytes`` resolves ``memory_budget="auto"``; ``collective_policy`` is the resolved policy (yield or
+    ``free_bytes`` resolves ``memory_budget="auto"`` (`resolve`); ``collective_policy`` is the resolved policy (yield or
     overlap) for copies around the graph's collectives; ``state`` is what is on the device already (the
     prediction's resident / arena bytes include it)."""
     if config.schedule == "layerwise":
         return _layerwise(reads, config, costs, profile)
-    budget = config.memory_budget
-    if isinstance(budget, MemoryBudget):
-        budget = budget.bytes if budget.bytes is not None else budget.resolve(free_bytes)
-    if budget == "auto":
-        if free_bytes is None:
-            raise ValueError("memory_budget='auto' needs the free device memory, which is only known on a GPU; "
-                             "pass a number of bytes (e.g. '12GiB') instead")
-        budget = free_bytes
-    user_budget = budget
+    r = resolve(config, free_bytes=free_bytes)
+    budget = user_budget = r.memory_budget
     if budget is not None:
         budget = int(budget * (1 - BUDGET_HEADROOM))
-    fixed_depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else None
+    fixed_depth = r.prefetch_depth
     cumulative = costs.cumulative()
     activations = costs.peak_activation_bytes
-    if budget is None:
-        sizes = [config.effective_chunk_size]
-    else:
-        sizes = list(CHUNK_CANDIDATES) if config.chunk_size == "auto" else [config.chunk_size]
+    sizes = r.chunk_sizes
 
     best = None
     minimum = None
@@ -328,7 +317,7 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             continue
         n_chunks = sum(len(s.chunk_ids) for s in specs)
         if budget is None:
-            rf = config.effective_resident_fraction
+            rf = r.resident_fraction
             target = round(rf * n_chunks)
             # The same counts as without a model, placed by the model: how many per group it decides.
             search.add_residency(target, None)
@@ -342,7 +331,7 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
         key = (round(pred.step_ms, 3), pred.peak_bytes)
         if best is None or key < best[0]:
             chosen = sum(search.counts)
-            rf_used = chosen / n_chunks if budget is not None or state.held else config.effective_resident_fraction
+            rf_used = chosen / n_chunks if budget is not None or state.held else r.resident_fraction
             depth = max([1 if search.fixed_depth is None else search.fixed_depth, *search.depths.values()])
             best = (key, build_plan(specs, search.counts, layout, config, cs, rf_used, depth,
                                 user_budget if config.memory_budget is not None else None, layout.segments,

@@ -11,6 +11,7 @@ import torch
 from .. import config
 from ..config import format_bytes
 from ..pinned import alias, align
+from ..plan.inputs import InputLayout
 from ..plan.layout import Plan
 from ..plan.search import BUDGET_HEADROOM
 from .ops import forget_slots
@@ -205,6 +206,7 @@ class GraphRuntime:
         self._streamed = [i for i, g in enumerate(plan.groups) if g.streamed_bytes]   # plan group of each slot
         self._wrapped = [j for j, g in enumerate(plan.streamed) if g.wrap_before is not None]
         self._resident = [i for i, g in enumerate(plan.groups) if g.resident_bytes]
+        self.layout = InputLayout.after(0, plan)   # where each kind sits among the extra inputs
         if device.type == "cuda":
             torch.cuda.current_stream(device).synchronize()
         # Wrap-around state is keyed by slot address: forget it when this arena goes, before the address is reused.
@@ -252,16 +254,16 @@ class GraphRuntime:
         """The host windows for the traced weights."""
         if self.closed:
             return []
-        n = len(self.slots)
-        return self.inputs[n:n + len(self._streamed)]
+        inputs = self.inputs
+        return [inputs[i] for i in self.layout.hosts]
 
     @property
     def residents(self) -> list[torch.Tensor]:
         """The resident slots for the traced weights ([] once they were taken back)."""
         if self.stale or self.closed or not self._resident:
             return []
-        first = len(self.slots) + len(self._streamed) + len(self._wrapped)
-        return self.inputs[first:first + len(self._resident)]
+        inputs = self.inputs
+        return [inputs[i] for i in self.layout.residents.values()]
 
     def inputs_for(self, binding: tuple, following: tuple | None = None, flip: int = 0) -> list[torch.Tensor]:
         """The extra inputs when the graph reads the host groups of ``binding`` (per plan group: (group, byte
@@ -286,7 +288,7 @@ class GraphRuntime:
         if flip:
             for k, j in enumerate(self._doubled):
                 slots[j], seconds[k] = seconds[k], slots[j]
-        inputs = [*slots, *hosts, *nexts, *residents, *seconds]
+        inputs = InputLayout.pack(slots, hosts, nexts, residents, seconds)
         self.bound[binding, following, flip] = (gens, inputs)
         return inputs
 
