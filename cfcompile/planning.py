@@ -28,7 +28,7 @@ from .costmodel.model import Prediction
 from .costmodel.profiles import DeviceProfile, resolve_profile
 from .offload import planned_layout
 from .plan.analysis import find_weight_reads
-from .plan.layout import Plan
+from .plan.ir import Plan
 from .plan.resolve import resolve
 from .plan.search import block_spans, plan_with_model
 from .presets import Workload, get_preset

@@ -1,14 +1,16 @@
 """The ``chunkflow`` torch.compile backend: Dynamo graph -> AOTAutograd -> Inductor, with the chunkflow pass.
 
     torch.compile(model, backend="chunkflow", options={...})
-      1. find the graph inputs that are offloaded weights (by data pointer, `passes.analysis`)
-      2. plan chunks, residency, issue points and arena offsets (`passes.tune`), counting what other graphs hold on
-         the device (`runtime.budget`: the model's resident chunks, a shared `MemoryBudget`)
+      1. find the graph inputs that are offloaded weights (by data pointer, `plan.analysis`)
+      2. plan chunks, residency, issue points and arena offsets (`plan.search`, driven by `compiler.planner`),
+         counting what other graphs hold on the device (`runtime.budget`: the model's resident chunks, a shared
+         `MemoryBudget`)
       3. take the arena and resident copies for this graph from the device pools, shared with other graphs
          (`GraphRuntime`)
-      4. append arena / resident / host-group buffers as extra graph inputs and call Inductor's `compile_fx` with
-         the rewrite installed as `post_grad_custom_post_pass` (`passes.rewrite`)
-      5. return a callable that passes the extra inputs on every call
+      4. append arena / resident / host-group buffers as extra graph inputs (`plan.inputs.InputLayout`) and call
+         Inductor's `compile_fx` with the rewrite installed as `post_grad_custom_post_pass` (`compiler.rewrite`)
+      5. return a callable that passes the extra inputs on every call; `compiled_graphs()` reports one `GraphInfo`
+         per live graph
 
 A graph that reads no offloaded weight is compiled by plain Inductor (with the user's Inductor patches).
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..plan.layout import Plan
+from ..plan.ir import Plan
 from ..costmodel.graph_costs import GraphCosts
 
 

@@ -43,7 +43,7 @@ from torch._inductor.custom_graph_pass import CustomGraphPass, get_hash_for_file
 from ..config import ChunkFlowConfig, format_bytes
 from ..costmodel.model import Prediction
 from ..plan.inputs import InputLayout
-from ..plan.layout import Plan
+from ..plan.ir import Plan
 
 log = logging.getLogger(__name__)
 aten = torch.ops.aten

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from .layout import Plan
+from .ir import Plan
 
 
 @dataclasses.dataclass(frozen=True)

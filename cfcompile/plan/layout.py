@@ -25,128 +25,13 @@ chain of equal blocks.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from typing import Sequence
 
 from ..config import ChunkFlowConfig
 from ..pinned import align
-from .analysis import WeightRead
+from .ir import Chunk, Copy, GroupPlan, Plan, WeightPlan, WeightRead  # noqa: F401  (the IR, re-exported)
 from .resolve import resolve
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunk:
-    index: int
-    group: str
-    start: int            # bytes into the group
-    nbytes: int
-    resident: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class Copy:
-    chunk: int
-    src_offset: int       # bytes into the group
-    dst_offset: int       # bytes into the arena
-    nbytes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class GroupPlan:
-    key: str
-    dtype: str
-    first_use: int
-    last_use: int
-    chunks: tuple[int, ...]
-    resident_range: tuple[int, int]     # bytes of the group read from the device ([0, 0) if none); the runtime
-    #                                     keeps one device copy per model and group, shared by its graphs
-    resident_offset: int                # where they would sit packed per dtype (dumps; not the runtime's layout)
-    stream_range: tuple[int, int]       # bytes of the group copied every call ([0, 0) if none)
-    arena_offset: int                   # where they land in the arena (-1 if nothing streams)
-    copies: tuple[Copy, ...]
-    issue_before: int | None            # index into Plan.streamed of the group whose wait the prefetch precedes;
-    #                                     None = at the start of the graph
-    wrap_before: int | None = None      # wrap-around: the prefetch for the *next* call is issued before this
-    #                                     streamed group's wait, in the tail of this call (None = no wrap-around)
-    next_arena_offset: int = -1         # double buffering (>= 0): a second arena region; the copy for the next call
-    #                                     goes there, issued at the start of this call, and the regions swap roles
-    #                                     every call (a graph with no more streamed groups than the prefetch depth,
-    #                                     e.g. one block of a regional compile, has nothing else to hide it behind)
-    segments: tuple[tuple[int, int], ...] = ()  # copies moved behind collectives (yield policy): (collective
-    #                                     ordinal, first copy index); copies from there on are issued right after
-    #                                     that collective's wait, up to the next segment's first copy
-
-    @property
-    def streamed_bytes(self) -> int:
-        return self.stream_range[1] - self.stream_range[0]
-
-    @property
-    def resident_bytes(self) -> int:
-        return self.resident_range[1] - self.resident_range[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightPlan:
-    input_index: int
-    group: str
-    offset: int                         # bytes into the group
-    nbytes: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-    location: str                       # "arena" or "resident"
-    buffer_offset: int                  # bytes into the arena / resident buffer of the group's dtype
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    chunk_size: int
-    resident_fraction: float
-    prefetch_depth: int
-    groups: tuple[GroupPlan, ...]       # in order of first use
-    chunks: tuple[Chunk, ...]
-    weights: tuple[WeightPlan, ...]
-    arena_bytes: tuple[tuple[str, int], ...]      # per dtype
-    resident_bytes: tuple[tuple[str, int], ...]   # per dtype: device copies of this graph's groups (shared with the
-    #                                               model's other graphs; may hold more than this graph reads)
-    host_bytes: int                     # bytes of the host groups this graph reads from
-    memory_budget: int | None = None    # the budget the plan was tuned for, if any
-    collective_policy: str = "overlap"  # "yield": no copy is issued inside a collective's window
-    schedule: str = "chunkflow"         # or "layerwise" (the baseline)
-    pinned_bytes: int = 0               # of host_bytes, registered with cudaHostRegister (all of it for CUDA)
-    weight_bytes: int = 0               # the weights themselves in those groups (host_bytes adds < 256 B each)
-
-    @property
-    def streamed(self) -> tuple[GroupPlan, ...]:
-        """Groups with bytes to copy every call, in issue order; a prefetch's event id is its index here."""
-        return tuple(g for g in self.groups if g.streamed_bytes)
-
-    @property
-    def streamed_bytes(self) -> int:
-        return sum(g.streamed_bytes for g in self.groups)
-
-    @property
-    def total_arena_bytes(self) -> int:
-        return sum(n for _, n in self.arena_bytes)
-
-    @property
-    def total_resident_bytes(self) -> int:
-        return sum(n for _, n in self.resident_bytes)
-
-    def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["arena_bytes"], d["resident_bytes"] = dict(self.arena_bytes), dict(self.resident_bytes)
-        d["summary"] = {"groups": len(self.groups), "chunks": len(self.chunks),
-                        "resident_chunks": sum(c.resident for c in self.chunks),
-                        "streamed_bytes_per_call": self.streamed_bytes,
-                        "arena_bytes": self.total_arena_bytes, "resident_bytes": self.total_resident_bytes,
-                        "host_bytes": self.host_bytes, "pinned_bytes": self.pinned_bytes,
-                        "weight_bytes": self.weight_bytes}
-        return d
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
 
 def resident_counts(sizes: list[int], fraction: float) -> list[int]:

@@ -29,53 +29,14 @@ from ..costmodel.graph_costs import GraphCosts
 from ..costmodel.model import Prediction, StreamedGroup, simulate
 from ..costmodel.profiles import DeviceProfile
 from ..pinned import align
-from .analysis import WeightRead
+from .ir import BUDGET_HEADROOM, NO_STATE, BudgetError, DeviceState, Plan, WeightRead  # noqa: F401  (re-exported)
+from .layout import Layout, Spec, build_plan, lay_out, resident_counts, specs_of
 from .resolve import resolve
-from .layout import Plan, build_plan, lay_out, Layout, resident_counts, Spec, specs_of
 
 log = logging.getLogger(__name__)
 
-#: The planner keeps the predicted peak this share below ``memory_budget``: measured peaks on the H200 were up to
-#: 3.4% above the prediction (Qwen-Image at 16 GiB) before the activation estimate modelled Inductor's buffer reuse;
-#: since, the re-measured budget runs peaked 0.4% above (Wan) and 2.4% below (Flux) it (benchmarks/RESULTS.md).
-BUDGET_HEADROOM = 0.05
-
 #: Deepest prefetch the model may choose with ``prefetch_depth="auto"``.
 MAX_AUTO_DEPTH = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class DeviceState:
-    """What a new graph's plan must count besides its own needs."""
-
-    held: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
-    """Group key -> bytes of that group already on the device (one copy per model and group, shared by its
-    graphs): reused, and counted in this graph's resident bytes."""
-    other_resident_bytes: int = 0
-    """Shared budget: resident (and private arena) bytes of the budget's other graphs, in groups this one does not
-    read; they add up."""
-    arena_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Shared budget: per dtype, the largest shared arena the other graphs need (one arena: max, not sum)."""
-    activation_bytes: int = 0
-    """Shared budget: the largest activation peak of the other graphs (one graph runs at a time: max)."""
-    holders: str = ""
-    """For errors: who holds what, in words."""
-
-    def arena_total(self, own: dict[str, int], shared: bool = True) -> int:
-        if not shared:  # a private arena adds to the shared one
-            return sum(self.arena_bytes.values()) + sum(own.values())
-        return sum(max(own.get(dt, 0), self.arena_bytes.get(dt, 0)) for dt in {*own, *self.arena_bytes})
-
-
-NO_STATE = DeviceState()
-
-
-class BudgetError(ValueError):
-    """The memory budget is below what the graph needs with nothing resident; ``minimum_bytes`` is that need."""
-
-    def __init__(self, message: str, minimum_bytes: int):
-        super().__init__(message)
-        self.minimum_bytes = minimum_bytes
 
 
 class _Search:

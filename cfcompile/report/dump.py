@@ -21,7 +21,7 @@ import torch.fx as fx
 from tabulate import tabulate
 
 from ..config import format_bytes
-from ..plan.layout import Plan
+from ..plan.ir import Plan
 
 log = logging.getLogger(__name__)
 _counter = itertools.count()

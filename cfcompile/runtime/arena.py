@@ -12,8 +12,8 @@ from .. import config
 from ..config import format_bytes
 from ..pinned import alias, align
 from ..plan.inputs import InputLayout
-from ..plan.layout import Plan
-from ..plan.search import BUDGET_HEADROOM
+from ..plan.ir import Plan
+from ..plan.ir import BUDGET_HEADROOM
 from .ops import forget_slots
 
 

@@ -27,7 +27,7 @@ import torch
 
 from ..config import ChunkFlowConfig, MemoryBudget, format_bytes
 from ..plan.layout import streaming_floor
-from ..plan.search import DeviceState
+from ..plan.ir import DeviceState
 from .arena import BUDGET_GRAPHS, RESIDENTS, GraphRuntime, members, usage  # noqa: F401  (usage: public here too)
 
 log = logging.getLogger(__name__)
