@@ -1,6 +1,7 @@
 """Any preset DiT (random weights) on one GPU: Inductor without offloading, chunkflow at several resident
 fractions, chunk sizes and memory budgets, and diffusers group offloading (block level, use_stream=True), all in one
-process. The method is bench_flux_offload.py's (common.time_steps, h2d_bandwidth), for every preset.
+process, timed with common.time_steps and common.h2d_bandwidth (bench_flux_offload.py, the Flux-only version
+retired at fc29824, is ``--model flux``).
 
     python benchmarks/bench_offload.py --model wan --height 480 --width 832 --frames 81 \\
         --configs inductor,chunkflow:0,chunkflow:0.5:64MiB,budget:24GiB,group
@@ -238,7 +239,7 @@ def main() -> int:
         r = timer(lambda: model(**inputs), iters=args.iters)
         record(label, r, achieved_h2d_gbs=weight_bytes / (r["step_ms"] / 1e3) / 1e9)
 
-    # Phases in a fixed order, as bench_flux_offload: Inductor (model resident; its output is the reference), then
+    # Phases in a fixed order: Inductor (model resident; its output is the reference), then
     # chunkflow (offloaded once, restored after), then group offloading (moves the model for good).
     ok = True
     with torch.no_grad():
