@@ -164,7 +164,7 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
                 graph.after_call()
             return out
 
-    _graphs[run] = state
+    _graphs[run] = GraphInfo(state)
     return run
 
 
@@ -331,7 +331,7 @@ class _Compiled:
         self.example_inputs = None
 
 
-_graphs: "weakref.WeakKeyDictionary[Callable, _Compiled]" = weakref.WeakKeyDictionary()
+_graphs: "weakref.WeakKeyDictionary[Callable, GraphInfo]" = weakref.WeakKeyDictionary()
 # keyed weakly by the compiled function Dynamo holds: a graph Dynamo has dropped frees its arena
 
 
@@ -384,5 +384,5 @@ def release_graphs() -> int:
 
 def compiled_graphs() -> list[GraphInfo]:
     """The live chunkflow graphs of this process, oldest first: ``.plan``, ``.runtime``, ``.layout``,
-    ``.prediction``, ``.dump_dir``, ... (`GraphInfo`)."""
-    return [GraphInfo(state) for state in list(_graphs.values())]
+    ``.prediction``, ``.dump_dir``, ... (`GraphInfo`, the same object for a graph on every call)."""
+    return list(_graphs.values())
