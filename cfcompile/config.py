@@ -174,6 +174,11 @@ class ChunkFlowConfig:
     """Directory to write, per compiled graph, the scheduled graph, a schedule table and ``plan.json``.
     Also set by the environment variable ``CFCOMPILE_DUMP``. Dumping bypasses the FX graph cache."""
 
+    disable_passes: tuple[str, ...] = ()
+    """Names of chunkflow passes to skip (``compiler.pass_manager.NAMES``: find_reads, place_prefetches, insert_ops,
+    schedule_table), for debugging; a pass that needs a skipped one is skipped too. Without ``insert_ops`` the graph
+    reads the weights in host memory directly: slow, exact."""
+
     inductor: tuple[tuple[str, Any], ...] = ()
     """Inductor config patches (a dict in ``options``), applied to this compile only."""
 
@@ -233,6 +238,10 @@ class ChunkFlowConfig:
         if not isinstance(self.mode, str) or self.mode not in _MODES:
             raise ValueError(f"mode: expected one of {', '.join(_MODES)}, got {self.mode!r}")
         object.__setattr__(self, "inductor", _validate_inductor(self.inductor))
+        dp = self.disable_passes
+        if isinstance(dp, str) or not isinstance(dp, (tuple, list)) or not all(isinstance(n, str) for n in dp):
+            raise ValueError(f"disable_passes: expected a list of pass names, got {dp!r}")
+        object.__setattr__(self, "disable_passes", tuple(dp))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None = None, mode: str | None = None) -> "ChunkFlowConfig":

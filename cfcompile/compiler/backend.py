@@ -40,7 +40,7 @@ from ..plan.analysis import find_weight_reads
 from ..plan.search import block_spans
 from ..plan.inputs import InputLayout
 from ..plan.resolve import free_bytes, resolve
-from .rewrite import ChunkflowPass
+from .pass_manager import ChunkflowPass, check_disabled
 from .. import _compat
 
 _compat.apply()   # before the first trace: torch.compile imports the backend when it looks up "chunkflow"
@@ -100,6 +100,7 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     from torch._inductor.compile_fx import compile_fx
 
     config = ChunkFlowConfig.from_options(options, mode)
+    check_disabled(config.disable_passes)
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs):
         raise RuntimeError("chunkflow is an inference backend: call the compiled model under torch.no_grad() or "
                            "torch.inference_mode() (this graph would need gradients)")
