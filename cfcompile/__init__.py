@@ -5,6 +5,12 @@
     fast = torch.compile(model, backend="chunkflow", options={"memory_budget": "12GiB"})
     budget = cfcompile.MemoryBudget("24GiB")     # one budget for several models: memory_budget=budget in each
     cfcompile.plan_model("flux", cfcompile.Workload(height=1024, width=1024), profile="H100")   # no GPU needed
+    cfcompile.compiled_graphs()                  # one GraphInfo per live chunkflow graph: .plan, .runtime, ...
+
+The package, bottom up (each layer imports only those below it; tests/test_architecture.py checks it): config,
+pinned, offload, costmodel/, plan/, runtime/ and report/, compiler/ and elastic/, then presets, planning, this
+module and cli. This module owns the public API; it imports config, offload and _compat at import, and planning,
+presets and the compiler only when asked for (importing it also registers the ``chunkflow`` backend).
 """
 
 from __future__ import annotations
