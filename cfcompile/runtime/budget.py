@@ -89,9 +89,9 @@ def device_state(reads, device: torch.device, config: ChunkFlowConfig, *, exclud
                 f"graphs and are read from there (one copy per model); plan all of its graphs under one "
                 f"cfcompile.MemoryBudget to let a graph that does not fit take them back" if held else "")
         return DeviceState(held, holders=note)
-    members = members(budget, exclude)
+    others = members(budget, exclude)
     other, seen, arena, act = 0, set(), {}, 0
-    for m in members:
+    for m in others:
         act = max(act, m.activation_bytes)
         lean = m.stale or m in evicted          # will be planned again: count its leanest arena, no residents
         sizes = m.floor_arena if lean else dict(m.plan.arena_bytes)
@@ -108,10 +108,10 @@ def device_state(reads, device: torch.device, config: ChunkFlowConfig, *, exclud
                 other += RESIDENTS.entries[key].nbytes
     they = (f"even with their resident chunks taken back they need" if evicted else
             f"they hold {format_bytes(other)} resident and need")
-    note = (f"{budget!r} is shared with {len(members)} other graph(s) on {device}: {they} a shared arena of "
+    note = (f"{budget!r} is shared with {len(others)} other graph(s) on {device}: {they} a shared arena of "
             f"{format_bytes(sum(arena.values()))} and activations up to {format_bytes(act)}" +
             (f"; {format_bytes(held_bytes)} of this graph's weights are resident already" if held else "")) \
-        if members else ""
+        if others else ""
     return DeviceState(held, other, arena, act, note)
 
 
