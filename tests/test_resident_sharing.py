@@ -164,8 +164,8 @@ def test_held_chunks_that_leave_no_room_raise_and_change_nothing():
 
 
 def test_graphs_dropped_by_a_reset_hold_nothing_for_the_next_plan():
-    """Compiled graphs sit in reference cycles: after torch._dynamo.reset() they hold their resident chunks until the
-    garbage collector runs. Planning collects first, so comparing settings one after another in one process (as the
+    """Compiled graphs may sit in reference cycles: after torch._dynamo.reset() they hold their resident chunks until
+    the garbage collector runs. Planning collects first, so comparing settings one after another in one process (as the
     benchmarks do) is not skewed by what the previous setting kept resident."""
     m, x = toy()
     cfcompile.offload(m, "cpu")
@@ -174,7 +174,8 @@ def test_graphs_dropped_by_a_reset_hold_nothing_for_the_next_plan():
         with torch.no_grad():
             torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "resident_fraction": 0.5})(x)
             torch._dynamo.reset()
-            assert RESIDENTS.bytes() > 0                 # not collected yet
+            # Since issue 18 the compiled function no longer refers to itself, so a reset often frees its graph at
+            # once; graphs still held in cycles (Dynamo's guards, graph breaks) are what the planner collects.
             torch.compile(m, backend="chunkflow", options={"chunk_size": 4096})(x)
     finally:
         gc.enable()

@@ -165,7 +165,8 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
                 graph.after_call()
             return out
 
-    _graphs[run] = GraphInfo(state)
+    run.chunkflow_info = GraphInfo(state)  # type: ignore[attr-defined]   # reachable only through the graph
+    _compiled.append(weakref.ref(run))
     return run
 
 
@@ -332,8 +333,8 @@ class _Compiled:
         self.example_inputs = None
 
 
-_graphs: "weakref.WeakKeyDictionary[Callable, GraphInfo]" = weakref.WeakKeyDictionary()
-# keyed weakly by the compiled function Dynamo holds: a graph Dynamo has dropped frees its arena
+_compiled: list[weakref.ref] = []   # weak: a graph Dynamo has dropped frees its arena (with one gc pass: its state
+#                                     is reachable only from the compiled function, in the same garbage)
 
 
 class GraphInfo:
@@ -386,4 +387,5 @@ def release_graphs() -> int:
 def compiled_graphs() -> list[GraphInfo]:
     """The live chunkflow graphs of this process, oldest first: ``.plan``, ``.runtime``, ``.layout``,
     ``.prediction``, ``.dump_dir``, ... (`GraphInfo`, the same object for a graph on every call)."""
-    return list(_graphs.values())
+    _compiled[:] = [r for r in _compiled if r() is not None]
+    return [r().chunkflow_info for r in _compiled]
