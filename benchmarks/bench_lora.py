@@ -27,7 +27,7 @@ from bench_offload import environment_cpu, time_steps_cpu  # noqa: E402
 from common import environment, time_steps, write  # noqa: E402
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -104,8 +104,8 @@ def main() -> int:
     # Time spent outside the compiled kernels on every graph call: the per-device lock and stream check
     # (`runtime.ops.exclusive`), routing, binding (finding the weights' host groups, checking them for changes) and
     # building the extra inputs.
-    import cfcompile.backend as backend_module
-    from cfcompile.backend import _Compiled
+    import cfcompile.compiler.backend as backend_module
+    from cfcompile.compiler.backend import _Compiled
     from cfcompile.runtime.binding import Binder
     spent = {"lock": 0.0, "route": 0.0, "bind": 0.0}   # seconds; route includes bind
     route, exclusive, bind = _Compiled.route, backend_module.exclusive, Binder.bind

@@ -1,6 +1,7 @@
 """Any preset DiT (random weights) on one GPU: Inductor without offloading, chunkflow at several resident
 fractions, chunk sizes and memory budgets, and diffusers group offloading (block level, use_stream=True), all in one
-process. The method is bench_flux_offload.py's (common.time_steps, h2d_bandwidth), for every preset.
+process, timed with common.time_steps and common.h2d_bandwidth (bench_flux_offload.py, the Flux-only version
+retired at fc29824, is ``--model flux``).
 
     python benchmarks/bench_offload.py --model wan --height 480 --width 832 --frames 81 \\
         --configs inductor,chunkflow:0,chunkflow:0.5:64MiB,budget:24GiB,group
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, h2d_bandwidth, time_steps, write  # noqa: E402
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
 from cfcompile.presets import PRESETS, Workload, get_preset  # noqa: E402
 
 # Per-model default workloads: the pipelines' usual sizes (Wan 2.1: 480p, 81 frames), and small ones for --tiny.
@@ -197,10 +198,10 @@ def main() -> int:
             for m in model.modules():
                 m._compiled_call_impl = None
         g = new[-1]
-        plan, pred = g.chunkflow_plan, getattr(g, "chunkflow_prediction", None)
+        plan, pred = g.plan, getattr(g, "chunkflow_prediction", None)
         # a graph serving n blocks streams its plan n times per call of the model
-        calls = {id(gr): len({k[0] for k in gr.chunkflow_runtime.bound}) or 1 for gr in new}
-        streamed = sum(gr.chunkflow_plan.streamed_bytes * calls[id(gr)] for gr in new)
+        calls = {id(gr): len({k[0] for k in gr.runtime.bound}) or 1 for gr in new}
+        streamed = sum(gr.plan.streamed_bytes * calls[id(gr)] for gr in new)
         err = (out - ref).abs().max().item() / ref.abs().max().item() if ref is not None else None
         floors = [x for x in (inductor_ms, streamed / (bw * 1e9) * 1e3 if bw else None) if x is not None]
         floor_ms = max(floors) if floors else None
@@ -238,7 +239,7 @@ def main() -> int:
         r = timer(lambda: model(**inputs), iters=args.iters)
         record(label, r, achieved_h2d_gbs=weight_bytes / (r["step_ms"] / 1e3) / 1e9)
 
-    # Phases in a fixed order, as bench_flux_offload: Inductor (model resident; its output is the reference), then
+    # Phases in a fixed order: Inductor (model resident; its output is the reference), then
     # chunkflow (offloaded once, restored after), then group offloading (moves the model for good).
     ok = True
     with torch.no_grad():

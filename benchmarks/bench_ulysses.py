@@ -39,7 +39,7 @@ from torch._dynamo.utils import counters
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 import cfcompile  # noqa: E402
-from cfcompile.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
 from cfcompile import _compat  # noqa: E402
 from common import collective_times, gpu_lock, init_distributed, profile_kernels  # noqa: E402
@@ -205,18 +205,18 @@ def main() -> int:
                 # the graph that streams the blocks; a graph break would add others (recorded, and then the
                 # predicted numbers are this graph's only)
                 graphs = [g for g in compiled_graphs() if id(g) not in earlier]
-                g = max(graphs, key=lambda g: g.chunkflow_plan.streamed_bytes + g.chunkflow_plan.total_resident_bytes)
+                g = max(graphs, key=lambda g: g.plan.streamed_bytes + g.plan.total_resident_bytes)
                 r.update(chunkflow_graphs=len(graphs), graph_breaks=sum(counters["graph_break"].values()))
                 out = out_of(fn(**inputs))
-                pred = g.chunkflow_prediction
+                pred = g.prediction
                 budget = options.get("memory_budget")
                 r.update(budget_gib=budget / 2**30 if isinstance(budget, int) else budget)
                 r.update(config=label, predicted_step_ms=pred.step_ms, predicted_peak_gib=pred.peak_bytes / 2**30,
-                         resident_gib=g.chunkflow_plan.total_resident_bytes / 2**30,
-                         arena_gib=g.chunkflow_plan.total_arena_bytes / 2**30,
-                         streamed_gib=g.chunkflow_plan.streamed_bytes / 2**30,
-                         policy=g.chunkflow_plan.collective_policy, schedule=g.chunkflow_plan.schedule,
-                         plan=g.chunkflow_plan.fingerprint()[:16],
+                         resident_gib=g.plan.total_resident_bytes / 2**30,
+                         arena_gib=g.plan.total_arena_bytes / 2**30,
+                         streamed_gib=g.plan.streamed_bytes / 2**30,
+                         policy=g.plan.collective_policy, schedule=g.plan.schedule,
+                         plan=g.plan.fingerprint()[:16],
                          rel_err=rel_err(out))
                 fps = [None] * world
                 dist.all_gather_object(fps, r["plan"])

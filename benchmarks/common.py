@@ -100,12 +100,11 @@ def h2d_bandwidth(nbytes: int = 2**30, iters: int = 5) -> float:
 
 
 def _h2d_bandwidth(nbytes: int, iters: int) -> float:
-    from cfcompile.offload import _CudaArrayInterface, _pin
+    from cfcompile.pinned import cuda_view, pin
 
     host = torch.empty(nbytes, dtype=torch.uint8)
-    _pin(host)
-    owner = _CudaArrayInterface(host, host.data_ptr(), nbytes)
-    src = torch.as_tensor(owner, device="cuda")
+    pin(host)
+    src = cuda_view(host, host.data_ptr(), nbytes)
     dst = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import build_flux, flux_inputs  # noqa: E402
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
-from cfcompile.passes.rewrite import clobbers  # noqa: E402
-from cfcompile.passes.verify import check_generated_order  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.rewrite import clobbers  # noqa: E402
+from cfcompile.compiler.verify import check_generated_order  # noqa: E402
 
 SMALL = dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
              joint_attention_dim=256, pooled_projection_dim=128, axes_dims_rope=(16, 24, 24))
@@ -73,7 +73,7 @@ def check(dtype: torch.dtype, tol: float, variants=VARIANTS) -> bool:
                                options else options)
             first, code = run_and_get_code(fn, **inputs)
             g = compiled_graphs()[-1]
-            order = check_generated_order(code[0], list(g.chunkflow_layout.slots), clobbers(g.chunkflow_plan))
+            order = check_generated_order(code[0], list(g.layout.slots), clobbers(g.plan))
             runs = [first[0].clone()] + [fn(**inputs)[0].clone() for _ in range(3)]
             torch.cuda.synchronize()
             diffs = [f"{(r - ind).abs().max().item():.3g}" for r in runs]
@@ -112,7 +112,7 @@ def check_two_resolutions_and_long_run(calls: int) -> bool:
         graphs = [g for g in compiled_graphs()]
         outs = [fn(**x)[0] for x in (small, large)]
         good = all(torch.allclose(o, r, atol=1e-4, rtol=1e-4) for o, r in zip(outs, refs))
-        plans = sorted(g.chunkflow_plan.total_arena_bytes for g in graphs[-2:])
+        plans = sorted(g.plan.total_arena_bytes for g in graphs[-2:])
         shared = arenas[-1] == plans[-1] and len(graphs) >= 2
         print(f"[two resolutions] {'OK ' if good and shared else 'BAD'} graphs {len(graphs)}, arena bytes before and after each "
               f"call {arenas}, the graphs' own arenas {plans} (shared = the largest: {shared}); max|out-inductor| "

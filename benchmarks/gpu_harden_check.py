@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
 from cfcompile.runtime import ops  # noqa: E402
 from cfcompile.runtime.arena import ARENAS, RESIDENTS  # noqa: E402
 from toy import toy  # noqa: E402
@@ -63,7 +63,7 @@ def pinned_bytes() -> None:
         check("eager on offloaded weights is exact", torch.equal(m(x), ref))
         out = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096})(x)
     check("chunkflow matches eager", close(out, ref))
-    plan = compiled_graphs()[-1].chunkflow_plan
+    plan = compiled_graphs()[-1].plan
     check("plan reports pinned bytes", plan.pinned_bytes == plan.host_bytes == store.host_bytes,
           f"{plan.to_json()['summary']}")
 
@@ -74,21 +74,21 @@ def refused_pin() -> None:
     with torch.no_grad():
         ref = m(x)
     before = {n: p.data_ptr() for n, p in m.named_parameters()}
-    real_pin, calls = off._pin, []
+    real_pin, calls = off.pin, []
 
     def pin(host):
         if len(calls) >= 2:
             raise RuntimeError("cudaHostRegister of 1 B failed with CUDA error 2 (simulated)")
         calls.append(host.data_ptr())
         real_pin(host)
-    off._pin = pin
+    off.pin = pin
     try:
         cfcompile.offload(m, "cuda")
         check("refused pin raises", False)
     except RuntimeError as e:
         check("refused pin raises", "unpinned again and nothing in the module was changed" in str(e), str(e)[:120])
     finally:
-        off._pin = real_pin
+        off.pin = real_pin
     # the two buffers pinned before the failure were unregistered: registering them again must succeed
     check("module untouched", cfcompile.store_of(m) is None and
           {n: p.data_ptr() for n, p in m.named_parameters()} == before)
@@ -151,7 +151,7 @@ def two_models() -> None:
         for _ in range(5):
             ok &= close(fa(x), ra) and close(fb(x), rb) and close(fb(x), rb) and close(fa(x), ra)
     torch.cuda.synchronize()
-    plans = [g.chunkflow_plan for g in compiled_graphs()[-2:]]
+    plans = [g.plan for g in compiled_graphs()[-2:]]
     check("two models alternately match eager", ok)
     check("one copy stream per device", len(ops._copy_streams) == 1, f"{len(ops._copy_streams)}")
     check("shared arena = the larger", ARENAS.bytes() == max(p.total_arena_bytes for p in plans),
@@ -179,16 +179,16 @@ def shared_residents() -> None:
         torch.cuda.synchronize()
         mem2, arena2 = torch.cuda.memory_allocated(), ARENAS.bytes()
         ok = close(o1, refs[0]) and close(o2, refs[1]) and close(fn(small), refs[0]) and close(fn(big), refs[1])
-    resident = a.chunkflow_plan.total_resident_bytes
+    resident = a.plan.total_resident_bytes
     # what the second graph added besides its output and the arena's growth: nothing for residents
     added = mem2 - mem1 - o2.numel() * o2.element_size() - (arena2 - arena1)
     check("two resolutions match eager", ok)
-    check("resident chunks held once", RESIDENTS.bytes() == resident == b.chunkflow_plan.total_resident_bytes,
-          f"pool {RESIDENTS.bytes()} B, plans {resident} / {b.chunkflow_plan.total_resident_bytes} B")
+    check("resident chunks held once", RESIDENTS.bytes() == resident == b.plan.total_resident_bytes,
+          f"pool {RESIDENTS.bytes()} B, plans {resident} / {b.plan.total_resident_bytes} B")
     check("second graph allocates no resident copy", added < resident / 10,
           f"allocated {added} B beyond its output and the arena growth (resident set {resident} B)")
-    ptrs = [t.data_ptr() for t in a.chunkflow_runtime.residents] == [t.data_ptr() for t in
-                                                                      b.chunkflow_runtime.residents]
+    ptrs = [t.data_ptr() for t in a.runtime.residents] == [t.data_ptr() for t in
+                                                                      b.runtime.residents]
     check("both graphs read the same device copy", ptrs)
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from cfcompile.visualize import plot_memory_latency
+from cfcompile.report.visualize import plot_memory_latency
 
 
 def rows_for_plot(rows: list[dict]) -> list[dict]:

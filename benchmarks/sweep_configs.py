@@ -22,8 +22,8 @@ from cfcompile.config import ChunkFlowConfig, format_bytes, parse_bytes  # noqa:
 from cfcompile.costmodel import estimate_costs  # noqa: E402
 from cfcompile.costmodel.profiles import resolve_profile  # noqa: E402
 from cfcompile.offload import planned_layout  # noqa: E402
-from cfcompile.passes.analysis import find_weight_reads  # noqa: E402
-from cfcompile.passes.tune import plan_with_model  # noqa: E402
+from cfcompile.plan.analysis import find_weight_reads  # noqa: E402
+from cfcompile.plan.search import plan_with_model  # noqa: E402
 from cfcompile.planning import capture_graphs  # noqa: E402
 from cfcompile.presets import get_preset  # noqa: E402
 from common import workload_of, workload_parser  # noqa: E402

@@ -147,9 +147,9 @@ def demo(args: argparse.Namespace) -> int:
         fast = torch.compile(model, backend="chunkflow", options=options)
         out, step_ms = _timed(lambda: fast(**inputs), args.steps + 1, device)
         compile_s = time.perf_counter() - t0
-        from .backend import compiled_graphs
+        from .compiler.backend import compiled_graphs
 
-        plan = compiled_graphs()[-1].chunkflow_plan
+        plan = compiled_graphs()[-1].plan
         peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else None
 
     tol = dict(atol=3e-2, rtol=3e-2) if dtype == torch.bfloat16 else dict(atol=1e-4, rtol=1e-4)
@@ -169,7 +169,7 @@ def demo(args: argparse.Namespace) -> int:
         ("resident on the device", format_bytes(plan.total_resident_bytes)),
     ]
     print(tabulate(rows, headers=("measure", "value"), tablefmt="simple"))
-    print(f"files (plan.json, schedule.txt, timeline.json / .png): {compiled_graphs()[-1].chunkflow_dump_dir}")
+    print(f"files (plan.json, schedule.txt, timeline.json / .png): {compiled_graphs()[-1].dump_dir}")
     return 0 if ok else 1
 
 
@@ -355,7 +355,7 @@ def costs(args: argparse.Namespace) -> int:
 
 
 def plan(args: argparse.Namespace) -> int:
-    from .passes.tune import BudgetError
+    from .plan.search import BudgetError
     from .planning import plan_model
     from .presets import Workload
 

@@ -11,13 +11,12 @@ import hashlib
 import json
 import os
 import re
-import weakref
 from typing import Any, Mapping
 
 #: Environment variable that turns on dumps for every compiled graph (same as ``options={"dump": DIR}``).
 DUMP_ENV = "CFCOMPILE_DUMP"
 
-#: Chunk size when ``chunk_size="auto"`` and there is no memory budget to tune for.
+#: Chunk size when ``chunk_size="auto"`` and there is no memory budget to tune for (`plan.resolve`).
 DEFAULT_CHUNK_SIZE = 16 * 2**20
 
 #: Offsets of weights inside host groups, arenas and resident buffers are multiples of this (bytes).
@@ -75,26 +74,31 @@ class MemoryBudget:
             raise ValueError("MemoryBudget: pass a size (bytes, '24GiB' or 'auto'), not another MemoryBudget; "
                              "share one MemoryBudget object between the compiles instead")
         self.bytes: int | None = None if size == "auto" else parse_bytes(size, key="MemoryBudget")
-        self.members: "weakref.WeakSet" = weakref.WeakSet()   # the graphs planned under it (`runtime.budget`)
         self.implicit = False   # made by the backend for a plain memory_budget: the model's graphs share it
-
-    def resolve(self, free_bytes: int | None) -> int:
-        """``"auto"``: the free device memory (fixed by `runtime.budget` once its first graph is built)."""
-        if free_bytes is None:
-            raise ValueError("MemoryBudget('auto') needs the free device memory, which is only known on a GPU; "
-                             "give it a number of bytes (e.g. MemoryBudget('24GiB')) instead")
-        return free_bytes
 
     def usage(self) -> dict[str, int]:
         """What its graphs hold as planned: ``resident_bytes`` (all add up), ``arena_bytes`` (the largest per
         dtype), ``activation_bytes`` (the largest), ``peak_bytes`` (their sum) and ``graphs``."""
-        from .runtime.budget import usage
-
-        return usage(self)
+        return _usage(self)
 
     def __repr__(self) -> str:
         size = "auto" if self.bytes is None else format_bytes(self.bytes)
         return f"memory_budget='{size}' (one model's graphs)" if self.implicit else f"MemoryBudget('{size}')"
+
+
+def _no_graphs(budget: MemoryBudget) -> dict[str, int]:
+    return dict(resident_bytes=0, arena_bytes=0, activation_bytes=0, peak_bytes=0, graphs=0)
+
+
+_usage = _no_graphs
+
+
+def count_budgets_with(usage) -> None:
+    """``usage(budget) -> dict``: what `MemoryBudget.usage` reports. The runtime, which keeps the graphs planned
+    under each budget (`runtime.arena`), installs it when imported: a budget is a plain handle, and this layer
+    imports nothing above it."""
+    global _usage
+    _usage = usage
 
 
 # Inductor options the backend owns; a user patch of these would break the pass or be ignored.
@@ -172,6 +176,11 @@ class ChunkFlowConfig:
     """Directory to write, per compiled graph, the scheduled graph, a schedule table and ``plan.json``.
     Also set by the environment variable ``CFCOMPILE_DUMP``. Dumping bypasses the FX graph cache."""
 
+    disable_passes: tuple[str, ...] = ()
+    """Names of chunkflow passes to skip (``compiler.pass_manager.NAMES``: find_reads, place_prefetches, insert_ops,
+    schedule_table), for debugging; a pass that needs a skipped one is skipped too. Without ``insert_ops`` the graph
+    reads the weights in host memory directly: slow, exact."""
+
     inductor: tuple[tuple[str, Any], ...] = ()
     """Inductor config patches (a dict in ``options``), applied to this compile only."""
 
@@ -231,6 +240,10 @@ class ChunkFlowConfig:
         if not isinstance(self.mode, str) or self.mode not in _MODES:
             raise ValueError(f"mode: expected one of {', '.join(_MODES)}, got {self.mode!r}")
         object.__setattr__(self, "inductor", _validate_inductor(self.inductor))
+        dp = self.disable_passes
+        if isinstance(dp, str) or not isinstance(dp, (tuple, list)) or not all(isinstance(n, str) for n in dp):
+            raise ValueError(f"disable_passes: expected a list of pass names, got {dp!r}")
+        object.__setattr__(self, "disable_passes", tuple(dp))
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None = None, mode: str | None = None) -> "ChunkFlowConfig":
@@ -261,15 +274,6 @@ class ChunkFlowConfig:
                              f"pass one")
         options.setdefault("mode", mode or "default")
         return cls(**options)
-
-    @property
-    def effective_chunk_size(self) -> int:
-        """The chunk size when nothing is tuned (``"auto"`` -> 16 MiB)."""
-        return DEFAULT_CHUNK_SIZE if self.chunk_size == "auto" else self.chunk_size
-
-    @property
-    def effective_resident_fraction(self) -> float:
-        return self.resident_fraction or 0.0
 
     def inductor_patches(self) -> dict[str, Any]:
         patches: dict[str, Any] = {}

@@ -39,13 +39,22 @@ import weakref
 import torch
 from torch import nn
 
-from .config import ALIGN, format_bytes
+from .config import format_bytes
+from .pinned import CudaArrayInterface, align, pin, pins, unpin
 
 log = logging.getLogger(__name__)
 
 _STORE_ATTR = "_cfcompile_store"
 _DATA = torch._C.TensorBase.data   # the C-level ``data`` descriptor that HostParameter wraps
 _GROUPS_BY_PTR: "weakref.WeakValueDictionary[int, Group]" = weakref.WeakValueDictionary()
+_ON_CHANGE: list = []   # callbacks (ptr, nbytes) run when a group's bytes change: `on_change`
+
+
+def on_change(fn) -> None:
+    """Call ``fn(ptr, nbytes)`` whenever the host bytes [ptr, ptr + nbytes) of a group change (`Group.changed`):
+    what layers above keep derived from those bytes (the runtime's pending wrap-around copies) is stale then."""
+    if fn not in _ON_CHANGE:
+        _ON_CHANGE.append(fn)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +103,8 @@ class Group:
     def changed(self) -> None:
         """A weight of this group changed: device copies made before now are stale."""
         self.generation += 1
-        from .runtime.ops import forget_source   # wrap-around copies of the old bytes
-        forget_source(self.device_view.data_ptr(), self.nbytes)
+        for forget in _ON_CHANGE:   # e.g. the runtime's wrap-around copies of the old bytes
+            forget(self.device_view.data_ptr(), self.nbytes)
 
     @property
     def weight_bytes(self) -> int:
@@ -287,41 +296,6 @@ def _group_names(module: nn.Module) -> dict[str, str]:
     return out
 
 
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-class _CudaArrayInterface:
-    """Lets ``torch.as_tensor`` wrap ``nbytes`` at ``ptr`` as a cuda tensor without copying: host memory (UVA) or
-    bytes inside another device tensor. Holds ``owner`` so the memory outlives every view of it."""
-
-    def __init__(self, owner: torch.Tensor, ptr: int, nbytes: int):
-        self.owner = owner
-        self.__cuda_array_interface__ = {"shape": (nbytes,), "typestr": "|u1", "data": (ptr, False),
-                                         "version": 3, "strides": None}
-
-
-def _pins(device: torch.device) -> bool:
-    """Whether host buffers for ``device`` are pinned: for CUDA (copies at full H2D speed, UVA views); not for the
-    CPU, where the "device" is host memory."""
-    return device.type == "cuda"
-
-
-def _pin(host: torch.Tensor) -> None:
-    # cudaHostRegister pins exactly these bytes; pin_memory=True would round the allocation up to a power of two.
-    nbytes = host.numel() * host.element_size()
-    err = torch.cuda.cudart().cudaHostRegister(host.data_ptr(), nbytes, 3)  # portable | mapped
-    if int(err) != 0:
-        raise RuntimeError(f"cudaHostRegister of {format_bytes(nbytes)} failed with CUDA error {int(err)}")
-
-
-def _unpin(ptr: int) -> None:
-    try:
-        torch.cuda.cudart().cudaHostUnregister(ptr)
-    except Exception:  # interpreter shutdown: CUDA may already be gone
-        pass
-
-
 def _available_host_bytes() -> int | None:
     """Host memory that can be allocated without swapping: psutil's ``available`` if installed, else MemAvailable
     of /proc/meminfo; None where neither is known (the check is then skipped)."""
@@ -349,13 +323,13 @@ def _check_host_memory(by_group: dict, dev: torch.device) -> None:
     if have is not None and need > have:
         raise MemoryError(
             f"offload: the weights need {format_bytes(need)} ({need} bytes) of host memory ({len(by_group)} packed "
-            f"groups{', pinned' if _pins(dev) else ''}), but only {format_bytes(have)} ({have} bytes) is available "
+            f"groups{', pinned' if pins(dev) else ''}), but only {format_bytes(have)} ({have} bytes) is available "
             f"(MemAvailable). Free "
             f"host memory, load the model in a smaller dtype (e.g. torch_dtype=torch.bfloat16), or build it on the "
             f"device it runs on. Nothing was changed.")
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
@@ -376,7 +350,7 @@ def _pack(params: list[tuple[str, nn.Parameter]]) -> tuple[list[Slot], int]:
     for pname, p in params:
         nbytes = p.numel() * p.element_size()
         slots.append(Slot(pname, offset, nbytes, tuple(p.shape)))
-        offset = _align(offset + nbytes)
+        offset = align(offset + nbytes)
     return slots, offset
 
 
@@ -393,7 +367,7 @@ class PlannedGroup(Group):
 
     def __init__(self, name: str, dtype: torch.dtype, slots: list[Slot], nbytes: int, device: torch.device):
         super().__init__(name, dtype, slots, nbytes, host=None, device_view=None,  # type: ignore
-                         pinned=_pins(torch.device(device)))
+                         pinned=pins(torch.device(device)))
         self.device = device
 
 
@@ -416,19 +390,19 @@ def _build_group(name: str, dtype: torch.dtype, params: list[tuple[str, nn.Param
     for (_, p), s in zip(params, slots):
         host[s.offset // itemsize:(s.offset + s.nbytes) // itemsize].copy_(p.detach().reshape(-1))
     cuda = device.type == "cuda"
-    owner = _CudaArrayInterface(host, host.data_ptr(), offset) if cuda else host
-    unpin = None
-    if _pins(device):
-        _pin(host)
-        unpin = weakref.finalize(owner, _unpin, host.data_ptr())  # when the last view of the memory dies, or now
+    owner = CudaArrayInterface(host, host.data_ptr(), offset) if cuda else host
+    unpinner = None
+    if pins(device):
+        pin(host)
+        unpinner = weakref.finalize(owner, unpin, host.data_ptr())  # when the last view of the memory dies, or now
     try:
         view = torch.as_tensor(owner, device=device).view(dtype) if cuda else host
     except Exception:
-        if unpin is not None:
-            unpin()
+        if unpinner is not None:
+            unpinner()
         raise
-    g = Group(name, dtype, slots, offset, host, view, unpin is not None)
-    g.unpin = unpin
+    g = Group(name, dtype, slots, offset, host, view, unpinner is not None)
+    g.unpin = unpinner
     return g
 
 
@@ -445,7 +419,7 @@ def _build_groups(by_group: dict, device: torch.device) -> list[Group]:
             if g.unpin is not None:
                 g.unpin()
         key = f"{gname}:{str(dtype).removeprefix('torch.')}"
-        if _pins(device):
+        if pins(device):
             raise RuntimeError(
                 f"offload: pinning the host copy of group {key} failed ({e}) after {len(groups)} of "
                 f"{len(by_group)} groups ({format_bytes(done)}) were pinned; those were unpinned again and nothing "
@@ -465,7 +439,7 @@ def offload(module: nn.Module, device: str | torch.device = "cuda") -> HostStore
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"offload: expected a torch.nn.Module, got {type(module).__name__}")
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     store: HostStore | None = getattr(module, _STORE_ATTR, None)
     if store is not None:
         if store.device == dev:

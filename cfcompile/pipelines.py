@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from .config import ChunkFlowConfig, MemoryBudget
-from .offload import _resolve_device, offload, store_of
+from .offload import offload, resolve_device, store_of
 from .offload import restore as _restore_weights
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def apply(pipe_or_module: Any, device: str | torch.device = "cuda", *, regional:
     except ValueError as e:
         raise ValueError(f"apply: {e} (apply itself also takes device= and regional=)") from None
     try:
-        dev = _resolve_device(device)
+        dev = resolve_device(device)
     except ValueError as e:
         raise ValueError(f"apply: {e}") from None
     comps = _components(pipe_or_module)
@@ -208,7 +208,7 @@ def _undo(record: _Applied) -> None:
         for target in part.compiled:
             target._compiled_call_impl = None
         part.compiled.clear()
-    from .backend import release_graphs   # the device memory of the graphs that read the weights
+    from .compiler.backend import release_graphs   # the device memory of the graphs that read the weights
 
     released = release_graphs(reading=[g for p in record.parts if store_of(p.module) is not None
                                        for g in store_of(p.module).groups])

@@ -30,9 +30,10 @@ from .costmodel.graph_costs import GraphCosts, estimate_costs
 from .costmodel.model import Prediction
 from .costmodel.profiles import DeviceProfile, resolve_profile
 from .offload import planned_layout
-from .passes.analysis import find_weight_reads
-from .passes.plan import Plan
-from .passes.tune import block_spans, plan_with_model
+from .plan.analysis import find_weight_reads
+from .plan.ir import Plan
+from .plan.resolve import resolve
+from .plan.search import block_spans, plan_with_model
 from .presets import Workload, get_preset
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class PlanReport:
 
     def write(self, out_dir: str | Path) -> list[str]:
         """plan.json, prediction.json, blocks.json, timeline.json (Perfetto) and timeline.png (with matplotlib)."""
-        from .dump import write_prediction
+        from .report.dump import write_prediction
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -158,9 +159,7 @@ def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs:
     sp = workload.sp_degree if workload is not None else 1
     config = ChunkFlowConfig.from_options(options)
     prof = profile if isinstance(profile, DeviceProfile) else resolve_profile(profile, "cpu")
-    if config.memory_budget == "auto":
-        raise ValueError("memory_budget='auto' means what is free on the GPU at compile time; for planning "
-                         "give a number of bytes, e.g. '12GiB'")
+    policy = resolve(config, prof).collective_policy   # raises for memory_budget="auto": no GPU to ask
 
     if graphs is None:
         graphs = capture_graphs(module, inputs)
@@ -174,9 +173,6 @@ def plan_model(model: nn.Module | str, workload: Workload | None = None, inputs:
         raise ValueError(f"plan_model: the traced forward of {name} reads none of its parameters")
     gm, example_inputs, reads = best
     costs = estimate_costs(gm, example_inputs, prof, [r.input_index for r in reads], sp_degree=sp)
-    policy = config.collective_policy
-    if policy == "auto":
-        policy = "yield" if prof.link_shares_h2d else "overlap"
     plan, prediction = plan_with_model(reads, config, costs, prof, collective_policy=policy)
     return PlanReport(name, workload, prof, config, plan, prediction, costs, len(graphs))
 

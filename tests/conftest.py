@@ -11,6 +11,6 @@ def _fresh_dynamo():
     torch._dynamo.reset()
     # graphs split by a graph break outlive the reset (Dynamo keeps their guards): give their memory back so that
     # the next test starts with an empty device
-    from cfcompile.backend import release_graphs
+    from cfcompile.compiler.backend import release_graphs
 
     release_graphs()

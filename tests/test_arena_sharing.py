@@ -5,7 +5,7 @@ import gc
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 
@@ -23,9 +23,9 @@ def test_graphs_share_the_arena_and_it_grows_to_the_largest():
         torch.testing.assert_close(fn(big), refs[64])        # a recompile: a second graph
         b = compiled_graphs()[-1]
         assert a is not b
-        ka, kb = a.chunkflow_runtime.arenas["float32"], b.chunkflow_runtime.arenas["float32"]
+        ka, kb = a.runtime.arenas["float32"], b.runtime.arenas["float32"]
         assert ka.data_ptr() == kb.data_ptr()                 # one arena, not two
-        assert ARENAS.bytes() == max(a.chunkflow_plan.total_arena_bytes, b.chunkflow_plan.total_arena_bytes)
+        assert ARENAS.bytes() == max(a.plan.total_arena_bytes, b.plan.total_arena_bytes)
         # alternating calls: each graph's wrap-around copies are spoiled by the other's and redone at its start
         for _ in range(3):
             torch.testing.assert_close(fn(small), refs[8])
@@ -47,12 +47,12 @@ def test_growth_repoints_earlier_graphs_and_the_arena_is_freed_with_the_last_gra
     with torch.no_grad():
         torch.testing.assert_close(f1(x[:, :4]), ref_small)
         g1 = compiled_graphs()[-1]
-        before = g1.chunkflow_runtime.slots[0].data_ptr()
+        before = g1.runtime.slots[0].data_ptr()
         torch.testing.assert_close(f2(x), ref_wide)
         g2 = compiled_graphs()[-1]
-        assert g2.chunkflow_plan.total_arena_bytes > g1.chunkflow_plan.total_arena_bytes
-        assert g1.chunkflow_runtime.arenas["float32"].data_ptr() == g2.chunkflow_runtime.arenas["float32"].data_ptr()
-        assert g1.chunkflow_runtime.slots[0].data_ptr() != before   # re-pointed at the grown arena
+        assert g2.plan.total_arena_bytes > g1.plan.total_arena_bytes
+        assert g1.runtime.arenas["float32"].data_ptr() == g2.runtime.arenas["float32"].data_ptr()
+        assert g1.runtime.slots[0].data_ptr() != before   # re-pointed at the grown arena
         torch.testing.assert_close(f1(x[:, :4]), ref_small)
     del f1, f2, g1, g2
     torch._dynamo.reset()

@@ -1,6 +1,8 @@
+import importlib
 import json
 import logging
 from importlib.metadata import entry_points
+import re
 from pathlib import Path
 
 import pytest
@@ -9,9 +11,9 @@ from torch._inductor.utils import run_and_get_code
 from torch.testing import FileCheck
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
-from cfcompile.passes.rewrite import clobbers
-from cfcompile.passes.verify import check_generated_order
+from cfcompile.compiler.backend import chunkflow as chunkflow_backend, compiled_graphs
+from cfcompile.compiler.rewrite import clobbers
+from cfcompile.compiler.verify import check_generated_order
 from toy import toy
 
 
@@ -30,8 +32,15 @@ def compile_toy(options=None, **kw):
 
 def test_registered_as_entry_point():
     assert "chunkflow" in torch._dynamo.list_backends()
+    # what an install of this tree declares (an editable install made before the move to compiler/ still names
+    # cfcompile.backend until it is reinstalled; `import cfcompile` registers the backend itself then)
+    toml = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    value = re.search(r'\[project.entry-points.torch_dynamo_backends\]\nchunkflow = "([^"]+)"', toml).group(1)
+    assert value == "cfcompile.compiler.backend:chunkflow"
+    module, name = value.split(":")
+    assert getattr(importlib.import_module(module), name) is chunkflow_backend
     eps = [e for e in entry_points(group="torch_dynamo_backends") if e.name == "chunkflow"]
-    assert eps and eps[0].value == "cfcompile.backend:chunkflow"
+    assert eps   # installed
 
 
 @pytest.mark.parametrize("options", [
@@ -44,7 +53,7 @@ def test_matches_eager_and_inductor(options):
     # wait, readers realized before a release, no reorder_for_locality), so fp32 sums may round differently.
     torch.testing.assert_close(out, inductor)
     g = compiled_graphs()[-1]
-    assert check_generated_order(code, list(g.chunkflow_layout.slots), clobbers(g.chunkflow_plan)) == []
+    assert check_generated_order(code, list(g.layout.slots), clobbers(g.plan)) == []
     with torch.no_grad():
         assert torch.equal(fn(x), out)  # steady state: same result on every call
 
@@ -52,13 +61,13 @@ def test_matches_eager_and_inductor(options):
 def test_generated_code_keeps_prefetch_wait_read_order():
     *_, code, _, _ = compile_toy()
     g = compiled_graphs()[-1]
-    slot = lambda j: f"arg{g.chunkflow_layout.slots[j]}_1"  # noqa: E731
+    slot = lambda j: f"arg{g.layout.slots[j]}_1"  # noqa: E731
     # block 1 (slot 2) is prefetched before block 0 (slot 1) is waited for and read: the copy hides behind it
     (FileCheck().check(f"cfcompile.prefetch_.default({slot(1)},").check(f"cfcompile.prefetch_.default({slot(2)},")
      .check(f"cfcompile.wait_.default({slot(1)},").check(f"reinterpret_tensor({slot(1)}")
      .check(f"cfcompile.wait_.default({slot(2)},").check(f"reinterpret_tensor({slot(2)}").run(code))
     # block 2 reuses block 0's bytes: its prefetch comes after the release of block 0
-    assert 1 in clobbers(g.chunkflow_plan)[3]
+    assert 1 in clobbers(g.plan)[3]
     # release_ takes the slot alone: readers as inputs made Inductor write the outputs it fuses away (RESULTS.md)
     FileCheck().check(f"cfcompile.release_.default({slot(1)})").check(
         f"cfcompile.prefetch_.default({slot(3)},").run(code)
@@ -66,7 +75,7 @@ def test_generated_code_keeps_prefetch_wait_read_order():
 
 def test_schedule_and_plan_in_dump(tmp_path):
     compile_toy({"dump": str(tmp_path), "resident_fraction": 0.25})
-    d = Path(compiled_graphs()[-1].chunkflow_dump_dir)
+    d = Path(compiled_graphs()[-1].dump_dir)
     plan = json.loads((d / "plan.json").read_text())
     assert plan["summary"]["chunks"] == len(plan["chunks"]) > 6
     assert 0 < plan["summary"]["resident_chunks"] < plan["summary"]["chunks"]
@@ -94,7 +103,7 @@ def test_wrap_around_prefetches_the_next_call_in_the_tail():
     m, x, fn, out, code, eager, _ = compile_toy()
     torch.testing.assert_close(out, eager)
     g = compiled_graphs()[-1]
-    plan, layout = g.chunkflow_plan, g.chunkflow_layout
+    plan, layout = g.plan, g.layout
     wrapped = [j for j, grp in enumerate(plan.streamed) if grp.wrap_before is not None]
     assert wrapped[0] == 0  # the first streamed group, and those the cost model prefetches deeper
     for j in wrapped:
@@ -104,7 +113,7 @@ def test_wrap_around_prefetches_the_next_call_in_the_tail():
             f"cfcompile.release_.default({slot})").check(f"cfcompile.prefetch_.default({slot},").check(", 1)").run(
             code)
     assert check_generated_order(code, list(layout.slots), clobbers(plan)) == []
-    slots = {g.chunkflow_runtime.slots[j].data_ptr() for j in wrapped}
+    slots = {g.runtime.slots[j].data_ptr() for j in wrapped}
     assert slots <= {k[0] for k in ops._pending}  # the first call's tail copied them for the next call
     with torch.no_grad():
         for _ in range(3):
@@ -118,7 +127,7 @@ def test_resident_fraction_moves_bytes_from_arena_to_resident():
     sizes = {}
     for f in (0.0, 0.5, 1.0):
         compile_toy({"resident_fraction": f})
-        p = compiled_graphs()[-1].chunkflow_plan
+        p = compiled_graphs()[-1].plan
         sizes[f] = (p.total_arena_bytes, p.total_resident_bytes, p.streamed_bytes)
         torch._dynamo.reset()
     assert sizes[0.0][1] == 0 and sizes[1.0][0] == 0 and sizes[1.0][2] == 0
@@ -177,7 +186,7 @@ def test_cfcompile_compile_helper():
         ref = m(x)
         cfcompile.offload(m, "cpu")
         torch.testing.assert_close(cfcompile.compile(m, chunk_size="4KiB", resident_fraction=0.5)(x), ref)
-    assert compiled_graphs()[-1].chunkflow_plan.resident_fraction == 0.5
+    assert compiled_graphs()[-1].plan.resident_fraction == 0.5
 
 
 def test_chunkflow_name_works_without_the_entry_point(monkeypatch):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.offload import lookup
 from cfcompile.runtime.arena import RESIDENTS
 from toy import Block, toy
@@ -46,8 +46,8 @@ def test_each_block_compiled_on_its_own_runs_its_own_weights(rf):
     graphs = compiled_graphs()
     assert len(graphs) == 1, "Dynamo runs one graph for the four blocks"
     if rf:   # each block keeps its own resident chunks
-        assert len(set(graphs[0].chunkflow_runtime.held["residents"])) == 4
-        assert RESIDENTS.bytes() == 4 * graphs[0].chunkflow_plan.total_resident_bytes
+        assert len(set(graphs[0].runtime.held["residents"])) == 4
+        assert RESIDENTS.bytes() == 4 * graphs[0].plan.total_resident_bytes
 
 
 def test_a_one_block_graph_double_buffers_across_calls():
@@ -62,14 +62,14 @@ def test_a_one_block_graph_double_buffers_across_calls():
         _, code = run_and_get_code(m, x)
     same(m, m, x, calls=3)
     g = compiled_graphs()[0]
-    (group,) = g.chunkflow_plan.streamed
+    (group,) = g.plan.streamed
     assert group.next_arena_offset >= 0 and group.next_arena_offset != group.arena_offset
     lines = [l.strip() for l in code[0].splitlines() if "torch.ops.cfcompile." in l]
     # this call's copy (only if the previous call did not make it), the next block's copy, then the wait
     assert [l.split("(")[0].rsplit(".", 2)[1] for l in lines[:3]] == ["prefetch_", "prefetch_", "wait_"]
     assert lines[0].rstrip(")").endswith("2") and lines[1].rstrip(")").endswith("1")
     # the regions swap: consecutive calls read different slots
-    rt = g.chunkflow_runtime
+    rt = g.runtime
     reads = {k[2]: v[1][0].data_ptr() for k, v in rt.bound.items()}
     assert set(reads) == {0, 1} and reads[0] != reads[1]
 
@@ -98,7 +98,7 @@ def test_a_block_laid_out_differently_gets_its_own_plan():
         b.compile(backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
     same(m, m, x, calls=3)
     graphs = compiled_graphs()
-    assert len(graphs) == 1 and len(graphs[0].chunkflow_variants) == 1, "a variant for the swapped layout"
+    assert len(graphs) == 1 and len(graphs[0].variants) == 1, "a variant for the swapped layout"
 
 
 def test_blocks_whose_resident_chunks_do_not_fit_the_budget_stream():
@@ -108,7 +108,7 @@ def test_blocks_whose_resident_chunks_do_not_fit_the_budget_stream():
     for b in m.blocks:
         b.compile(backend="chunkflow", options={"chunk_size": 4096, "memory_budget": int(2.6 * block)})
     same(m, m, x, calls=3)
-    state = compiled_graphs()[0].chunkflow_state
+    state = compiled_graphs()[0].state
     assert state.plan.total_resident_bytes > 0
     assert state.lean is not None and state.lean.plan.total_resident_bytes == 0
     assert 0 < len(state.rt.bound) < 4 and state.rt.no_room

@@ -27,7 +27,7 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
 from cfcompile.offload import lookup  # noqa: E402
 from cfcompile.presets import Workload, get_preset  # noqa: E402
 from cfcompile.runtime.binding import Binder  # noqa: E402

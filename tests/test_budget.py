@@ -11,8 +11,8 @@ import torch
 
 import cfcompile
 from cfcompile import MemoryBudget
-from cfcompile.backend import compiled_graphs
-from cfcompile.passes.tune import BUDGET_HEADROOM, BudgetError
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.plan.search import BUDGET_HEADROOM, BudgetError
 from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 
@@ -65,19 +65,19 @@ def test_two_models_under_one_budget_add_residents_once_each_and_share_arena_and
         for _ in range(2):
             torch.testing.assert_close(f_small(x), refs[0])
             torch.testing.assert_close(f_big(x), refs[1])
-    p_small, p_big = g_small.chunkflow_plan, g_big.chunkflow_plan
+    p_small, p_big = g_small.plan, g_big.plan
     u = budget.usage()
-    assert u["graphs"] == 2 and not g_small.chunkflow_runtime.stale
+    assert u["graphs"] == 2 and not g_small.runtime.stale
     # residents add up (each model's once), the arena is the larger one, the activations the larger ones
     assert u["resident_bytes"] == RESIDENTS.bytes() == p_small.total_resident_bytes + p_big.total_resident_bytes
     assert u["arena_bytes"] == ARENAS.bytes() == max(p_small.total_arena_bytes, p_big.total_arena_bytes)
-    acts = [g.chunkflow_prediction.activation_bytes for g in (g_small, g_big)]
+    acts = [g.prediction.activation_bytes for g in (g_small, g_big)]
     assert u["activation_bytes"] == max(acts) and acts[0] != acts[1]
     assert u["peak_bytes"] == u["resident_bytes"] + u["arena_bytes"] + u["activation_bytes"]
     assert fits(budget)
     # the budget bit: the second model streams, within what the first left; its prediction counts all of it
     assert p_big.streamed_bytes > 0 and p_small.total_resident_bytes > 0
-    pred = g_big.chunkflow_prediction
+    pred = g_big.prediction
     assert pred.resident_bytes == u["resident_bytes"] and pred.arena_bytes == u["arena_bytes"]
     assert pred.peak_bytes == u["peak_bytes"]
     # a plain budget of the same size is per graph: the big model alone keeps more resident than under the shared one
@@ -91,7 +91,7 @@ def test_two_models_under_one_budget_add_residents_once_each_and_share_arena_and
     alone = torch.compile(big, backend="chunkflow", options={**opts, "memory_budget": budget.bytes})
     with torch.no_grad():
         torch.testing.assert_close(alone(x), refs[1])
-    assert compiled_graphs()[-1].chunkflow_plan.total_resident_bytes > p_big.total_resident_bytes
+    assert compiled_graphs()[-1].plan.total_resident_bytes > p_big.total_resident_bytes
 
 
 def test_plain_budgets_stay_per_graph(slow_copies):
@@ -103,18 +103,18 @@ def test_plain_budgets_stay_per_graph(slow_copies):
         torch.testing.assert_close(f_big(x), refs[1])
     g_small, g_big = compiled_graphs()[-2:]
     # each graph fills its own budget: together they hold more than one budget, and nothing was taken back
-    assert not g_small.chunkflow_runtime.stale
-    assert all(g.chunkflow_prediction.peak_bytes <= 1.2 * 2**20 * (1 - BUDGET_HEADROOM) for g in (g_small, g_big))
+    assert not g_small.runtime.stale
+    assert all(g.prediction.peak_bytes <= 1.2 * 2**20 * (1 - BUDGET_HEADROOM) for g in (g_small, g_big))
     assert RESIDENTS.bytes() + ARENAS.bytes() > 1.2 * 2**20
     # the big model's plan is the one it gets alone: another model's graphs change nothing
-    assert g_big.chunkflow_prediction.resident_bytes == g_big.chunkflow_plan.total_resident_bytes
-    fingerprint = g_big.chunkflow_plan.fingerprint()
+    assert g_big.prediction.resident_bytes == g_big.plan.total_resident_bytes
+    fingerprint = g_big.plan.fingerprint()
     del f_small, f_big, g_small, g_big
     torch._dynamo.reset()
     gc.collect()
     with torch.no_grad():
         torch.compile(big, backend="chunkflow", options=opts)(x)
-    assert compiled_graphs()[-1].chunkflow_plan.fingerprint() == fingerprint
+    assert compiled_graphs()[-1].plan.fingerprint() == fingerprint
 
 
 def test_a_graph_that_does_not_fit_takes_resident_chunks_back_and_the_other_replans_once(slow_copies):
@@ -123,25 +123,25 @@ def test_a_graph_that_does_not_fit_takes_resident_chunks_back_and_the_other_repl
     with torch.no_grad():
         torch.testing.assert_close(f_small(x), refs[0])
         g_small = compiled_graphs()[-1]
-        first = g_small.chunkflow_plan
+        first = g_small.plan
         assert first.total_resident_bytes > budget.bytes / 2 and fits(budget)   # the first graph took the room
         torch.testing.assert_close(f_big(x), refs[1])
         g_big = compiled_graphs()[-1]
         # the small model's chunks were taken back: freed, its graph waits to be planned again
-        assert g_small.chunkflow_runtime.stale and not g_small.chunkflow_runtime.residents
-        assert RESIDENTS.bytes() == g_big.chunkflow_plan.total_resident_bytes > 0
+        assert g_small.runtime.stale and not g_small.runtime.residents
+        assert RESIDENTS.bytes() == g_big.plan.total_resident_bytes > 0
         assert fits(budget)
         torch.testing.assert_close(f_small(x), refs[0])   # planned again within what is left, and recompiled
-        again = g_small.chunkflow_plan
-        assert again is not first and not g_small.chunkflow_runtime.stale
+        again = g_small.plan
+        assert again is not first and not g_small.runtime.stale
         assert again.total_resident_bytes < first.total_resident_bytes
         assert fits(budget) and budget.usage()["resident_bytes"] == RESIDENTS.bytes()
         # stable from here: nobody takes anything back any more
-        plans = g_small.chunkflow_plan, g_big.chunkflow_plan
+        plans = g_small.plan, g_big.plan
         for _ in range(2):
             torch.testing.assert_close(f_big(x), refs[1])
             torch.testing.assert_close(f_small(x), refs[0])
-        assert (g_small.chunkflow_plan, g_big.chunkflow_plan) == plans
+        assert (g_small.plan, g_big.plan) == plans
 
 
 def test_an_infeasible_shared_budget_names_the_minimum_and_changes_nothing(slow_copies):
@@ -159,7 +159,7 @@ def test_an_infeasible_shared_budget_names_the_minimum_and_changes_nothing(slow_
     assert "MemoryBudget('600.00 KiB') is shared with 1 other graph(s) on cpu" in str(err)
     assert "raise the budget to at least" in str(err)
     # nothing taken back, allocated or registered
-    assert not g_small.chunkflow_runtime.stale and budget.usage()["graphs"] == 1
+    assert not g_small.runtime.stale and budget.usage()["graphs"] == 1
     assert (RESIDENTS.bytes(), ARENAS.bytes(), len(compiled_graphs())) == (held, arena, n)
     # the minimum it names works, in the same order, with the first model taking all it can first
     minimum = err.minimum_bytes

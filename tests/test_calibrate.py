@@ -5,10 +5,10 @@ import json
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
-from cfcompile.costmodel.calibrate import calibrated_costs
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.compiler.calibrate import calibrated_costs
 from cfcompile.costmodel.graph_costs import GraphCosts
-from cfcompile.passes.plan import make_plan
+from cfcompile.plan.layout import make_plan
 from cfcompile import ChunkFlowConfig
 from test_plan import blocks
 from toy import toy
@@ -46,15 +46,15 @@ def test_calibration_replans_and_recompiles(tmp_path):
     with torch.no_grad():
         first = fn(x)
         g = compiled_graphs()[-1]
-        before = g.chunkflow_plan
-        assert before.total_resident_bytes == 0 and g.chunkflow_calibration is None
+        before = g.plan
+        assert before.total_resident_bytes == 0 and g.calibration is None
         second = fn(x)          # timed per block; then re-planned with the measured (fast) compute
-        report = g.chunkflow_calibration
+        report = g.calibration
         assert report["measured_compute_ms"] > 0 and report["intervals"]
         # wall-clock on a shared CPU: only that the measurement, not the (absurdly slow) estimate, is used
         assert report["measured_compute_ms"] < report["estimated_compute_ms"]
-        assert report["plan_changed"] and g.chunkflow_plan.total_resident_bytes > 0
-        assert g.chunkflow_prediction.step_ms == report["predicted_after_ms"]
+        assert report["plan_changed"] and g.plan.total_resident_bytes > 0
+        assert g.prediction.step_ms == report["predicted_after_ms"]
         third = fn(x)           # the recompiled graph
     for out in (first, second, third):
         torch.testing.assert_close(out, ref)

@@ -9,9 +9,9 @@ import torch.distributed as dist
 from torch._inductor.utils import run_and_get_code
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
-from cfcompile.passes.rewrite import clobbers
-from cfcompile.passes.verify import check_generated_order
+from cfcompile.compiler.backend import compiled_graphs
+from cfcompile.compiler.rewrite import clobbers
+from cfcompile.compiler.verify import check_generated_order
 from toy import sp_toy
 
 
@@ -84,7 +84,7 @@ def chunk_starts_in_windows(prediction):
 @pytest.mark.timeout(600)
 def test_yield_keeps_copies_out_of_collective_windows(group, slow_link):
     g, code = compile_sp(group, {"profile": slow_link, "collective_policy": "yield"})
-    plan, prediction, costs = g.chunkflow_plan, g.chunkflow_prediction, g.chunkflow_costs
+    plan, prediction, costs = g.plan, g.prediction, g.costs
     assert plan.collective_policy == "yield" and len(costs.collectives) == 4 * 4
     assert {c.kind for c in costs.collectives} == {"all_to_all_single"} and costs.collectives[0].group_size == 2
     assert any(grp.segments for grp in plan.streamed), "some copies should have moved behind a collective"
@@ -94,7 +94,7 @@ def test_yield_keeps_copies_out_of_collective_windows(group, slow_link):
     assert len(windows) == 16
     prefetches = [i for i, line in enumerate(lines) if line.startswith("torch.ops.cfcompile.prefetch_")]
     assert not [(p, w) for p in prefetches for w in windows if w[0] < p < w[1]]
-    assert check_generated_order(code, list(g.chunkflow_layout.slots), clobbers(plan)) == []
+    assert check_generated_order(code, list(g.layout.slots), clobbers(plan)) == []
     # ... and in the model's timeline no chunk copy starts inside a window.
     assert prediction.windows and not chunk_starts_in_windows(prediction)
 
@@ -102,14 +102,14 @@ def test_yield_keeps_copies_out_of_collective_windows(group, slow_link):
 @pytest.mark.timeout(600)
 def test_overlap_lets_copies_run_under_collectives(group, slow_link):
     g, _ = compile_sp(group, {"profile": slow_link, "collective_policy": "overlap"})
-    assert not any(grp.segments for grp in g.chunkflow_plan.streamed)
-    assert chunk_starts_in_windows(g.chunkflow_prediction)
+    assert not any(grp.segments for grp in g.plan.streamed)
+    assert chunk_starts_in_windows(g.prediction)
 
 
 @pytest.mark.timeout(600)
 def test_layerwise_baseline_copies_whole_blocks_one_ahead(group):
     g, _ = compile_sp(group, {"schedule": "layerwise"})
-    plan = g.chunkflow_plan
+    plan = g.plan
     assert plan.schedule == "layerwise" and plan.total_resident_bytes == 0
     assert all(len(grp.copies) == 1 and not grp.segments and grp.wrap_before is None for grp in plan.streamed)
     assert [grp.issue_before for grp in plan.streamed] == [None, *range(len(plan.streamed) - 1)]
@@ -119,4 +119,4 @@ def test_layerwise_baseline_copies_whole_blocks_one_ahead(group):
 def test_on_a_shared_path_yield_is_predicted_faster_than_overlap(group, slow_link):
     y, _ = compile_sp(group, {"profile": slow_link, "collective_policy": "yield"})
     o, _ = compile_sp(group, {"profile": slow_link, "collective_policy": "overlap"})
-    assert y.chunkflow_prediction.step_ms < o.chunkflow_prediction.step_ms
+    assert y.prediction.step_ms < o.prediction.step_ms

@@ -2,6 +2,7 @@ import pytest
 
 from cfcompile import ChunkFlowConfig, parse_bytes
 from cfcompile.config import DUMP_ENV
+from cfcompile.plan.resolve import resolve
 
 
 @pytest.mark.parametrize("value,expected", [(4096, 4096), ("16MiB", 16 * 2**20), ("1.5 GiB", int(1.5 * 2**30)),
@@ -19,7 +20,8 @@ def test_parse_bytes_rejects(value):
 def test_defaults_are_valid_and_hashable():
     c = ChunkFlowConfig()
     assert c.chunk_size == "auto" and c.resident_fraction is None and c.prefetch_depth == "auto"
-    assert c.effective_chunk_size == 16 * 2**20 and c.effective_resident_fraction == 0.0
+    r = resolve(c)
+    assert r.chunk_sizes == (16 * 2**20,) and r.resident_fraction == 0.0
     assert hash(c) == hash(ChunkFlowConfig())
     assert c.fingerprint() == ChunkFlowConfig.from_options({}).fingerprint()
 

@@ -170,10 +170,10 @@ def _chunkflow_worker(rank, world, profile_path):
     from torch._inductor.utils import run_and_get_code
 
     import cfcompile
-    from cfcompile.backend import compiled_graphs
+    from cfcompile.compiler.backend import compiled_graphs
     from cfcompile.elastic import form_group
-    from cfcompile.passes.rewrite import clobbers
-    from cfcompile.passes.verify import check_generated_order
+    from cfcompile.compiler.rewrite import clobbers
+    from cfcompile.compiler.verify import check_generated_order
     from toy import sp_toy
 
     torch._dynamo.reset()
@@ -187,7 +187,7 @@ def _chunkflow_worker(rank, world, profile_path):
         out, codes = run_and_get_code(fn, x)
         again = fn(x)
     g = compiled_graphs()[-1]
-    plan, costs = g.chunkflow_plan, g.chunkflow_costs
+    plan, costs = g.plan, g.costs
     lines = [line.strip() for line in codes[0][codes[0].index("def call(self, args):"):].splitlines()]
     a2a_lines = [i for i, line in enumerate(lines) if "torch.ops.cfcompile_elastic.all_to_all_single.default(" in line]
 
@@ -201,7 +201,7 @@ def _chunkflow_worker(rank, world, profile_path):
         a2a_lines=a2a_lines,
         # a moved part is issued right after its collective (the op is its own wait)
         prefetch_after_a2a=sum(next_op(i).startswith("torch.ops.cfcompile.prefetch_") for i in a2a_lines),
-        order_errors=check_generated_order(codes[0], list(g.chunkflow_layout.slots), clobbers(plan)))
+        order_errors=check_generated_order(codes[0], list(g.layout.slots), clobbers(plan)))
 
 
 @pytest.mark.timeout(300)

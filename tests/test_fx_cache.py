@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from torch import nn
 
     import cfcompile
-    from cfcompile.backend import compiled_graphs
+    from cfcompile.compiler.backend import compiled_graphs
 
 
     class Block(nn.Module):
@@ -64,7 +64,7 @@ SCRIPT = textwrap.dedent(
         out = fn(x)
     torch.testing.assert_close(out, expected)
 
-    plan = compiled_graphs()[-1].chunkflow_plan
+    plan = compiled_graphs()[-1].plan
     assert len(plan.streamed) >= 2 and len(plan.chunks) > len(plan.groups), plan
 
     counters = torch._dynamo.utils.counters["inductor"]

@@ -1,8 +1,8 @@
 """Host memory of `cfcompile.offload` (hardening): exact pinned bytes in the store and the plan report, a refused
 pin leaves the module as it was, and a host-memory check before anything is allocated.
 
-The CPU has nothing to pin, so these tests turn pinning on for device="cpu" (`offload._pins`) and stand in for the
-CUDA runtime (`torch.cuda.cudart`): the real `_pin` / `_unpin` and offload's error handling run; only
+The CPU has nothing to pin, so these tests turn pinning on for device="cpu" (`offload.pins`, from `pinned`) and stand in for the
+CUDA runtime (`torch.cuda.cudart`): the real `pinned.pin` / `unpin` and offload's error handling run; only
 cudaHostRegister / cudaHostUnregister are replaced.
 """
 
@@ -42,7 +42,7 @@ class FakeCudart:
 def cudart(monkeypatch):
     def make(**kw):
         fake = FakeCudart(**kw)
-        monkeypatch.setattr(off, "_pins", lambda device: True)
+        monkeypatch.setattr(off, "pins", lambda device: True)
         monkeypatch.setattr(torch.cuda, "cudart", lambda: fake)
         return fake
     return make
@@ -98,13 +98,13 @@ def test_refused_pin_unpins_what_was_pinned_and_leaves_the_module_as_it_was(cuda
     before = snapshot(m)
     fake = cudart(fail_at=2)
     if how == "exception":          # the pin function itself raises (e.g. no CUDA runtime)
-        real_pin = off._pin
+        real_pin = off.pin
 
         def pin(host):
             if len(fake.registered) >= 2:
                 raise RuntimeError("simulated: cudart unavailable")
             real_pin(host)
-        monkeypatch.setattr(off, "_pin", pin)
+        monkeypatch.setattr(off, "pin", pin)
     cause = "CUDA error 2" if how == "error code" else "simulated: cudart unavailable"
     with pytest.raises(RuntimeError, match=rf"offload: pinning the host copy of group \S+ failed \(.*{cause}.*\) "
                                            rf"after 2 of 6 groups .* were pinned; those were unpinned again and "
@@ -115,7 +115,7 @@ def test_refused_pin_unpins_what_was_pinned_and_leaves_the_module_as_it_was(cuda
     assert_untouched(m, before, x, ref)
     # and once pinning works, the same module offloads and compiles
     fake.fail_at = None
-    monkeypatch.setattr(off, "_pin", off._pin if how == "error code" else real_pin)
+    monkeypatch.setattr(off, "pin", off.pin if how == "error code" else real_pin)
     cfcompile.offload(m, "cpu")
     with torch.no_grad():
         torch.testing.assert_close(torch.compile(m, backend="chunkflow", options={"chunk_size": 4096})(x), ref)

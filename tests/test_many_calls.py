@@ -5,7 +5,7 @@ import resource
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.runtime import ops
 from toy import toy
 
@@ -45,7 +45,7 @@ def test_new_shapes_reuse_the_same_host_copy():
     graphs = [g for g in compiled_graphs() if not any(g is b for b in before)]
     assert len(graphs) >= 2                           # the new shapes recompiled
     for g in graphs:                                  # every graph streams from the store's own host buffers
-        assert {h.data_ptr() for h in g.chunkflow_runtime.hosts} <= host_ptrs
+        assert {h.data_ptr() for h in g.runtime.hosts} <= host_ptrs
     # no second host copy was made: the module's store and its buffers are the ones offload created
     assert cfcompile.store_of(m) is store and {g.host.data_ptr() for g in store.groups} == host_ptrs
     assert all(p.untyped_storage().data_ptr() in host_ptrs for p in m.parameters())

@@ -16,9 +16,9 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 import cfcompile  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
-from cfcompile.passes.rewrite import clobbers  # noqa: E402
-from cfcompile.passes.verify import check_generated_order  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.rewrite import clobbers  # noqa: E402
+from cfcompile.compiler.verify import check_generated_order  # noqa: E402
 from torch._inductor.utils import run_and_get_code  # noqa: E402
 
 CHUNKFLOW_OPTIONS = {"chunk_size": 8192, "resident_fraction": 0.5}
@@ -162,8 +162,8 @@ def test_model_through_chunkflow(name):
     assert len(new) == 1, f"expected one chunkflow graph, got {len(new)}"
     assert len(codes) == 1, f"expected one generated wrapper, got {len(codes)}"
     g = new[0]
-    plan = g.chunkflow_plan
-    layout = g.chunkflow_layout
+    plan = g.plan
+    layout = g.layout
     assert check_generated_order(codes[0], list(layout.slots), clobbers(plan)) == []
     # The order check is vacuous for a slot the code never touches: every slot has its prefetch(es) and its wait, ...
     lines = _call_body(codes[0])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from toy import toy
 
 
@@ -50,12 +50,12 @@ def test_mode_without_cudagraphs_reaches_the_backend_with_or_without_options():
         torch.compile(m, backend="chunkflow", mode="max-autotune-no-cudagraphs", options={"chunk_size": 4096})
     with torch.no_grad():
         torch.testing.assert_close(cfcompile.compile(m, mode="max-autotune-no-cudagraphs", chunk_size=4096)(x), ref)
-    config = compiled_graphs()[-1].chunkflow_config
+    config = compiled_graphs()[-1].config
     assert config.mode == "max-autotune-no-cudagraphs" and config.chunk_size == 4096
     assert config.inductor_patches()["max_autotune"] is True and "triton.cudagraphs" not in config.inductor_patches()
     torch._dynamo.reset()
     with torch.no_grad():
         torch.compile(m, backend="chunkflow", mode="max-autotune-no-cudagraphs")(x)
-    assert compiled_graphs()[-1].chunkflow_config.mode == "max-autotune-no-cudagraphs"
+    assert compiled_graphs()[-1].config.mode == "max-autotune-no-cudagraphs"
     with pytest.raises(ValueError, match="mode: given twice"):
         cfcompile.ChunkFlowConfig.from_options({"mode": "default"}, "max-autotune-no-cudagraphs")

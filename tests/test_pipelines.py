@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 
 import cfcompile  # noqa: E402
 from cfcompile import pipelines  # noqa: E402
-from cfcompile.backend import compiled_graphs  # noqa: E402
+from cfcompile.compiler.backend import compiled_graphs  # noqa: E402
 from cfcompile.offload import HostParameter, lookup, store_of  # noqa: E402
 from cfcompile.runtime.binding import Binder  # noqa: E402
 from cfcompile.tiny_pipelines import TINY_CALLS, tiny_pipeline  # noqa: E402
@@ -97,7 +97,7 @@ def test_apply_gives_the_plain_images_and_restore_the_plain_pipeline(name, eager
         assert store_of(m) is None
         assert not any(isinstance(p, HostParameter) for p in m.parameters())
         assert all(getattr(s, "_compiled_call_impl", None) is None for s in m.modules()), c
-    assert not any(not run_.chunkflow_runtime.closed for run_ in compiled_graphs()), "a graph kept device memory"
+    assert not any(not run_.runtime.closed for run_ in compiled_graphs()), "a graph kept device memory"
     torch.testing.assert_close(run(pipe, name), plain, rtol=0, atol=0)
 
 

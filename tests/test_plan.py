@@ -4,8 +4,8 @@ from hypothesis import given, settings, strategies as st
 
 from cfcompile import ChunkFlowConfig
 from cfcompile.offload import Group, Slot
-from cfcompile.passes.analysis import WeightRead
-from cfcompile.passes.plan import make_plan
+from cfcompile.plan.analysis import WeightRead
+from cfcompile.plan.layout import make_plan
 
 
 def blocks(sizes_per_block: list[list[int]], span: int = 10) -> list[WeightRead]:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from cfcompile import ChunkFlowConfig, MemoryBudget
-from cfcompile.passes.plan import make_plan
-from cfcompile.passes.rewrite import ArenaLifetimeError, check_arena_lifetimes
-from cfcompile.passes.tune import BUDGET_HEADROOM, BudgetError, DeviceState, plan_with_model
+from cfcompile.plan.layout import make_plan
+from cfcompile.compiler.rewrite import ArenaLifetimeError, check_arena_lifetimes
+from cfcompile.plan.search import BUDGET_HEADROOM, BudgetError, DeviceState, plan_with_model
 
 from test_plan import blocks, live_overlaps
 from test_tune import PROFILE, SPAN, costs

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.offload import lookup, store_of
 
 
@@ -73,7 +73,7 @@ def test_int8_and_float8_weights_stream_and_match_eager():
     # |out| ~ 300: plain Inductor differs from eager by ~1e-4 too (fused dequantization); the bytes streamed are right
     torch.testing.assert_close(out, inductor)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-3)
-    plan = compiled_graphs()[-1].chunkflow_plan
+    plan = compiled_graphs()[-1].plan
     arena = dict(plan.arena_bytes)
     assert arena.get("int8", 0) > 0 and arena.get("float8_e4m3fn", 0) > 0   # the quantized bytes are streamed
     streamed = {w.group.split(":")[1] for w in plan.weights if w.location == "arena"}

@@ -10,7 +10,7 @@ import types
 import pytest
 import torch
 
-from cfcompile.backend import _collective_policy
+from cfcompile.plan.resolve import resolve
 from cfcompile.config import ChunkFlowConfig
 from cfcompile.costmodel import topology
 from cfcompile.costmodel.profiles import PROFILES
@@ -34,7 +34,7 @@ def test_nvlink_node_overlaps_and_keeps_the_profile(node):
     assert (link.kind, link.shares_h2d) == ("nvlink", False), link
     h200 = PROFILES["H200"]
     assert link.adjust(h200) is h200
-    assert _collective_policy(ChunkFlowConfig(), h200, link) == "overlap"
+    assert resolve(ChunkFlowConfig(), h200, link=link).collective_policy == "overlap"
 
 
 @pytest.mark.parametrize("setup, kind", [
@@ -54,9 +54,9 @@ def test_shared_paths_yield_and_charge_collectives_to_pcie(node, setup, kind):
     adjusted = link.adjust(h200)
     assert adjusted.link_shares_h2d and adjusted.link_gbs == topology.PCIE_ALL_TO_ALL_GBS < h200.link_gbs
     assert dataclasses.replace(adjusted, link_gbs=h200.link_gbs, link_shares_h2d=False) == h200  # nothing else
-    assert _collective_policy(ChunkFlowConfig(), h200, link) == "yield"
+    assert resolve(ChunkFlowConfig(), h200, link=link).collective_policy == "yield"
     # an explicit policy wins over the topology
-    assert _collective_policy(ChunkFlowConfig(collective_policy="overlap"), h200, link) == "overlap"
+    assert resolve(ChunkFlowConfig(collective_policy="overlap"), h200, link=link).collective_policy == "overlap"
 
 
 def test_without_nvml_peer_access_counts_as_nvlink(node):
@@ -74,7 +74,7 @@ def test_cpu_device_leaves_the_profile_alone():
     link = topology.detect(torch.device("cpu"))
     assert (link.kind, link.shares_h2d) == ("cpu", False)
     cpu = PROFILES["cpu"]
-    assert link.adjust(cpu) is cpu and _collective_policy(ChunkFlowConfig(), cpu, link) == "yield"  # cpu shares
+    assert link.adjust(cpu) is cpu and resolve(ChunkFlowConfig(), cpu, link=link).collective_policy == "yield"  # cpu shares
 
 
 class _FakeNvml:

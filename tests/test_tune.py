@@ -7,8 +7,8 @@ import pytest
 from cfcompile import ChunkFlowConfig
 from cfcompile.costmodel import DeviceProfile
 from cfcompile.costmodel.graph_costs import GraphCosts
-from cfcompile.passes.plan import make_plan
-from cfcompile.passes.tune import BudgetError, plan_with_model, predict_plan
+from cfcompile.plan.layout import make_plan
+from cfcompile.plan.search import BudgetError, plan_with_model, predict_plan
 
 from test_plan import blocks, live_overlaps
 

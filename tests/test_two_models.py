@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import toy
 
@@ -26,12 +26,12 @@ def test_two_models_called_alternately_share_one_arena_and_match_eager():
     with torch.no_grad():
         torch.testing.assert_close(f_small(x), refs[0])
         g_small = compiled_graphs()[-1]
-        first_slot = g_small.chunkflow_runtime.slots[0].data_ptr()
+        first_slot = g_small.runtime.slots[0].data_ptr()
         torch.testing.assert_close(f_big(x), refs[1])    # the larger graph grows the shared arena
         g_big = compiled_graphs()[-1]
-        p_small, p_big = g_small.chunkflow_plan, g_big.chunkflow_plan
+        p_small, p_big = g_small.plan, g_big.plan
         assert p_big.total_arena_bytes > p_small.total_arena_bytes
-        rt_small, rt_big = g_small.chunkflow_runtime, g_big.chunkflow_runtime
+        rt_small, rt_big = g_small.runtime, g_big.runtime
         assert rt_small.arenas["float32"].data_ptr() == rt_big.arenas["float32"].data_ptr()
         assert rt_small.slots[0].data_ptr() != first_slot          # the small model's slots were re-pointed
         assert ARENAS.bytes() == max(p_small.total_arena_bytes, p_big.total_arena_bytes)

@@ -67,7 +67,7 @@ def _rank(rank: int, world: int, mode: str, name: str = "flux") -> dict:
     from torch._inductor.utils import run_and_get_code
 
     import cfcompile
-    import cfcompile.backend
+    import cfcompile.compiler.backend
 
     _cp_on_cpu_shim()
     torch._dynamo.reset()
@@ -75,7 +75,7 @@ def _rank(rank: int, world: int, mode: str, name: str = "flux") -> dict:
     model, inputs = _model_and_inputs(name)
     model.enable_parallelism(config=ContextParallelConfig(ulysses_degree=world))
     graphs: list[dict[str, int]] = []
-    from cfcompile.backend import compiled_graphs
+    from cfcompile.compiler.backend import compiled_graphs
 
     earlier = {id(g) for g in compiled_graphs()}   # a model run before in this process may still hold its graphs
 
@@ -92,7 +92,7 @@ def _rank(rank: int, world: int, mode: str, name: str = "flux") -> dict:
         fn = torch.compile(model, backend=recording(compile_fx))
     elif mode == "chunkflow":
         cfcompile.offload(model, "cpu")
-        fn = torch.compile(model, backend=recording(cfcompile.backend.chunkflow), options=CHUNKFLOW_OPTIONS)
+        fn = torch.compile(model, backend=recording(cfcompile.compiler.backend.chunkflow), options=CHUNKFLOW_OPTIONS)
     else:
         raise ValueError(mode)
 
@@ -113,21 +113,21 @@ def _rank(rank: int, world: int, mode: str, name: str = "flux") -> dict:
                 graph_breaks=dict(counters["graph_break"]),
                 unique_graphs=counters["stats"]["unique_graphs"])
     if mode == "chunkflow":
-        from cfcompile.passes.rewrite import clobbers
-        from cfcompile.passes.verify import check_generated_order
+        from cfcompile.compiler.rewrite import clobbers
+        from cfcompile.compiler.verify import check_generated_order
 
         gs = [g for g in compiled_graphs() if id(g) not in earlier]
         info["chunkflow_graphs"] = len(gs)
         info["wrappers"] = len(codes)
         if gs and codes:
             g = gs[-1]
-            plan, costs = g.chunkflow_plan, g.chunkflow_costs
+            plan, costs = g.plan, g.costs
             info.update(
                 fingerprint=plan.fingerprint(), policy=plan.collective_policy,
                 cost_collectives=dict(collections.Counter(c.kind for c in costs.collectives)),
                 streamed_groups=len(plan.streamed), chunks=len(plan.chunks),
                 resident_chunks=sum(c.resident for c in plan.chunks), streamed_bytes=plan.streamed_bytes,
-                order_errors=check_generated_order(codes[0], list(g.chunkflow_layout.slots), clobbers(plan)),
+                order_errors=check_generated_order(codes[0], list(g.layout.slots), clobbers(plan)),
                 code_all_to_alls=codes[0].count("torch.ops._c10d_functional.all_to_all_single.default("),
                 code_prefetches=codes[0].count("torch.ops.cfcompile.prefetch_.default("))
     return info

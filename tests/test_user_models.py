@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import cfcompile
-from cfcompile.backend import compiled_graphs
+from cfcompile.compiler.backend import compiled_graphs
 from toy import toy
 
 
@@ -31,7 +31,7 @@ def test_tied_and_mixed_dtype_weights_through_the_backend():
     with torch.no_grad():
         torch.testing.assert_close(fn(x), ref)
         torch.testing.assert_close(fn(x), ref)
-    plan = compiled_graphs()[-1].chunkflow_plan
+    plan = compiled_graphs()[-1].plan
     assert {g.dtype for g in plan.groups} == {"float32", "float64"}
     # the shared weight is read from one host copy: one weight plan, in block 0's group
     shared = [w for w in plan.weights if w.group.startswith("blocks.0") and w.shape == (256, 64)]
@@ -47,7 +47,7 @@ def test_weight_kept_on_the_device_by_choice_is_an_ordinary_input():
     fn = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096})
     with torch.no_grad():
         torch.testing.assert_close(fn(x), ref)
-    plan = compiled_graphs()[-1].chunkflow_plan
+    plan = compiled_graphs()[-1].plan
     assert all(w.shape != tuple(m.head.weight.shape) or w.group != "head:float32" for w in plan.weights)
     assert any(w.group == "head:float32" for w in plan.weights)      # the bias is still streamed from the store
 

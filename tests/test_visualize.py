@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from cfcompile.visualize import Span, plot_memory_latency, track_order, write_perfetto, write_timeline_png
+from cfcompile.report.visualize import Span, plot_memory_latency, track_order, write_perfetto, write_timeline_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -180,7 +180,7 @@ def test_timeline_with_several_stalls_stays_inside_the_call():
 ])  # full size (~13 s each on the meta device): the stalls and wrap-around copies of the real plans
 def test_planned_timeline_stays_inside_the_call(model, workload, options):
     pytest.importorskip("diffusers")
-    from cfcompile.passes.tune import block_spans
+    from cfcompile.plan.search import block_spans
     from cfcompile.planning import plan_model
     from cfcompile.presets import Workload
 

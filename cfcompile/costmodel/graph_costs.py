@@ -273,10 +273,11 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
         def run_node(self, n):
             recorder.node = index[n]
             name = str(n.target) if n.op == "call_function" else ""
-            if name.startswith("_c10d_functional."):
+            role = collective_role(n)
+            if role in ("launch", "wait"):
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
                 kind = name.split(".")[1]
-                if kind == "wait_tensor":
+                if role == "wait":
                     src = n.args[0]
                     if src in launched:
                         k, nbytes, size = launched.pop(src)
@@ -286,7 +287,7 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
                 else:
                     launched[n] = (kind, _nbytes(args[0]), _group_size(kind, args, kwargs))
                 return super().run_node(n)
-            if name.startswith(_ELASTIC):
+            if role == "sync":
                 # cfcompile.elastic's collectives over a logical group: synchronous, the node is launch and wait
                 args, kwargs = self.fetch_args_kwargs_from_env(n)
                 kind = _ELASTIC_KINDS[name.split(".")[1]]
@@ -361,6 +362,34 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
 
 
 _ELASTIC = "cfcompile_elastic."
+
+
+def collective_role(node: fx.Node) -> str | None:
+    """How ``node`` takes part in a collective: ``"launch"`` (a functional collective), ``"wait"`` (its
+    ``wait_tensor``), ``"sync"`` (a ``cfcompile_elastic`` collective over a logical group: launch and wait in one),
+    else None. The one place collectives are recognised: the cost model and the pass both ask it."""
+    name = str(node.target) if node.op == "call_function" else ""
+    if name.startswith(_ELASTIC):
+        return "sync"
+    if name.startswith("_c10d_functional."):
+        return "wait" if name.startswith("_c10d_functional.wait_tensor") else "launch"
+    return None
+
+
+def collective_waits(graph: fx.Graph) -> list[fx.Node]:
+    """The node where each collective of ``graph`` is waited for, in launch order: a functional collective's
+    ``wait_tensor``, a synchronous ``cfcompile_elastic`` collective itself (the cost model counts it the same way:
+    launch == wait)."""
+    out = []
+    for n in graph.nodes:
+        role = collective_role(n)
+        if role == "sync":
+            out.append(n)
+        elif role == "launch":
+            w = next((u for u in n.users if collective_role(u) == "wait"), None)
+            if w is not None:
+                out.append(w)
+    return out
 # op name -> the functional collective whose cost model it shares
 _ELASTIC_KINDS = {"all_to_all_single": "all_to_all_single", "all_gather": "all_gather_into_tensor"}
 

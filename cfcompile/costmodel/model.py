@@ -15,9 +15,58 @@ is where the pass puts them, so this model and the scheduled graph agree on what
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Mapping
 from typing import Sequence
 
 from .profiles import DeviceProfile
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """One interval on one track of a timeline (times in ms from the start of the step)."""
+
+    track: str
+    """The row it is drawn on: ``"compute"``, ``"h2d"`` or a collective track such as ``"collective"``."""
+    name: str
+    """What ran, e.g. ``"block 3"`` or ``"chunk 17"``."""
+    start_ms: float
+    end_ms: float
+    kind: str = ""
+    """Picks the colour: ``"block"``, ``"copy"``, ``"stall"``, ``"all_to_all"``, ...; empty for anything else."""
+    args: tuple[tuple[str, object], ...] = ()
+    """Extra ``(key, value)`` pairs shown in Perfetto's details pane (bytes, group index, ...). A dict is accepted."""
+
+    def __post_init__(self):
+        for field in ("track", "name", "kind"):
+            if not isinstance(getattr(self, field), str):
+                raise TypeError(f"Span.{field} must be a str, got {getattr(self, field)!r}")
+        if not self.track:
+            raise ValueError(f"Span {self.name!r}: track must be non-empty (e.g. 'compute' or 'h2d')")
+        for field in ("start_ms", "end_ms"):
+            v = getattr(self, field)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"Span {self.name!r}: {field} must be a number of ms, got {v!r}")
+            if not math.isfinite(v):
+                raise ValueError(f"Span {self.name!r}: {field} must be finite, got {v!r}")
+            object.__setattr__(self, field, float(v))
+        if self.end_ms < self.start_ms:
+            raise ValueError(
+                f"Span {self.name!r} on {self.track!r} ends before it starts "
+                f"(start_ms={self.start_ms}, end_ms={self.end_ms}); expected end_ms >= start_ms")
+        args = tuple(self.args.items()) if isinstance(self.args, Mapping) else tuple(self.args)
+        keys = []
+        for a in args:
+            if not (isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str)):
+                raise TypeError(f"Span {self.name!r}: args must be (str, value) pairs, got {a!r}")
+            keys.append(a[0])
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"Span {self.name!r}: duplicate keys in args {keys}")
+        object.__setattr__(self, "args", args)
+
+    @property
+    def duration_ms(self) -> float:
+        return self.end_ms - self.start_ms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,11 +126,9 @@ class Prediction:
         return d
 
     def spans(self, blocks: Sequence[tuple[str, float, float]] = ()):
-        """The predicted timeline as `visualize.Span`s, all inside ``[0, step_ms]``: compute blocks (``(name,
+        """The predicted timeline as `Span`s, all inside ``[0, step_ms]``: compute blocks (``(name,
         start, end)`` in compute-only time, moved by the pauses before them), stalls, copies, and the collectives'
         windows."""
-        from ..visualize import Span
-
         def wall(t: float, end: bool) -> float:
             # A stall at a block boundary belongs between the blocks; a slowed collective at the boundary
             # (its wait is the last node of the block) lengthens the block that ends there.

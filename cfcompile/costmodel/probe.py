@@ -4,16 +4,15 @@ About a second on an H100. H2D copies go from ``cudaHostRegister``'ed memory thr
 back to back, at several sizes; a least-squares line ``time = latency + bytes / bandwidth`` over them is the
 size dependence the model uses. Matmul throughput is the harmonic mean over DiT-shaped bf16 matmuls (one big GEMM
 would overstate what a DiT's mix reaches). Efficiencies are measured against the built-in peak of the same GPU
-family when there is one (else the measured throughput is the peak and the efficiency 1).
+family when there is one (else the measured throughput is the peak and the efficiency 1): `profiles.from_probe`
+turns these measurements into a profile.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from .profiles import DeviceProfile, profile_for
+from ..pinned import cuda_view, pin, unpin
 
 _COPY_SIZES = (2**20, 4 * 2**20, 16 * 2**20, 64 * 2**20)
 _MATMULS = ((4096, 3072, 3072), (4096, 3072, 12288), (1024, 3072, 3072), (4096, 5120, 5120))
@@ -41,17 +40,17 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def probe_device(device) -> DeviceProfile:
-    from ..offload import _CudaArrayInterface, _pin, _unpin
+def probe_device(device) -> dict:
+    """The measurements of ``device``: name, h2d_gbs, h2d_latency_ms, matmul_tflops, memory_gbs."""
 
     device = torch.device(device)
     name = torch.cuda.get_device_name(device)
     with torch.cuda.device(device):
         n = max(_COPY_SIZES)
         host = torch.empty(n, dtype=torch.uint8)
-        _pin(host)
+        pin(host)
         try:
-            src = torch.as_tensor(_CudaArrayInterface(host, host.data_ptr(), n), device=device)
+            src = cuda_view(host, host.data_ptr(), n, device)
             dst = torch.empty(n, dtype=torch.uint8, device=device)
             stream = torch.cuda.Stream(device)
             times = []
@@ -60,7 +59,7 @@ def probe_device(device) -> DeviceProfile:
                     reps = max(2, (64 * 2**20) // size)
                     times.append(_time_ms(lambda s=size: dst[:s].copy_(src[:s], non_blocking=True), reps, stream))
         finally:
-            _unpin(host.data_ptr())
+            unpin(host.data_ptr())
         latency_ms, ms_per_byte = fit_line([float(s) for s in _COPY_SIZES], times)
         h2d_gbs = 1 / ms_per_byte / 1e6
 
@@ -74,12 +73,4 @@ def probe_device(device) -> DeviceProfile:
         x = torch.empty(256 * 2**20, dtype=torch.uint8, device=device)
         y = torch.empty_like(x)
         mem_gbs = 2 * x.numel() / _time_ms(lambda: y.copy_(x), 10) / 1e6
-    try:
-        ref = profile_for(name)
-        peak = dataclasses.replace(ref, source="probe")
-    except ValueError:
-        peak = DeviceProfile(name, matmul_tflops=mm_tflops, memory_gbs=mem_gbs, h2d_gbs=h2d_gbs, source="probe")
-    return dataclasses.replace(
-        peak, name=name, h2d_gbs=round(h2d_gbs, 2), h2d_latency_us=round(max(latency_ms, 0.0) * 1e3, 2),
-        matmul_efficiency=round(min(mm_tflops / peak.matmul_tflops, 1.0), 3),
-        memory_efficiency=round(min(mem_gbs / peak.memory_gbs, 1.0), 3), source="probe")
+    return dict(name=name, h2d_gbs=h2d_gbs, h2d_latency_ms=latency_ms, matmul_tflops=mm_tflops, memory_gbs=mem_gbs)

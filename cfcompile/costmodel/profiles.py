@@ -1,7 +1,7 @@
 """Device profiles: what the first-order model needs to know about a GPU, built in, probed or given.
 
     resolve_profile(None, cuda:0)      cached probe of this GPU model (~/.cache/cfcompile/profiles/), probed on
-                                       first use (`probe.probe_device`, about a second)
+                                       first use (`probe.probe_device` + `from_probe`, about a second)
     resolve_profile("H100", ...)       a built-in profile: planning without the GPU (``cfcompile plan``)
     resolve_profile("my.json", ...)    a user's profile: DeviceProfile fields as JSON
 
@@ -114,6 +114,21 @@ def load_profile(path: str | os.PathLike) -> DeviceProfile:
     return DeviceProfile.from_json(d, source=os.fspath(path))
 
 
+def from_probe(m: dict) -> DeviceProfile:
+    """A profile from `probe.probe_device`'s measurements: efficiencies against the built-in peak of the same GPU
+    family when there is one, else the measured throughput is the peak."""
+    name = m["name"]
+    try:
+        peak = dataclasses.replace(profile_for(name), source="probe")
+    except ValueError:
+        peak = DeviceProfile(name, matmul_tflops=m["matmul_tflops"], memory_gbs=m["memory_gbs"],
+                             h2d_gbs=m["h2d_gbs"], source="probe")
+    return dataclasses.replace(
+        peak, name=name, h2d_gbs=round(m["h2d_gbs"], 2), h2d_latency_us=round(max(m["h2d_latency_ms"], 0.0) * 1e3, 2),
+        matmul_efficiency=round(min(m["matmul_tflops"] / peak.matmul_tflops, 1.0), 3),
+        memory_efficiency=round(min(m["memory_gbs"] / peak.memory_gbs, 1.0), 3), source="probe")
+
+
 def resolve_profile(spec: str | None, device) -> DeviceProfile:
     """The profile the planner uses for ``device`` (see the module docstring)."""
     import torch
@@ -135,7 +150,7 @@ def resolve_profile(spec: str | None, device) -> DeviceProfile:
     from .probe import probe_device
 
     try:
-        profile = probe_device(device)
+        profile = from_probe(probe_device(device))
     except Exception as e:  # noqa: BLE001 - planning must not fail because a measurement did
         try:
             fallback = profile_for(name)

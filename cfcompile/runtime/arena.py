@@ -4,15 +4,17 @@ of the weights (`RESIDENTS`, one per device and host group, i.e. per model), and
 
 from __future__ import annotations
 
-import ctypes
 import operator
 import weakref
 
 import torch
 
-from ..config import ALIGN, format_bytes
-from ..offload import _CudaArrayInterface
-from ..passes.plan import Plan
+from .. import config
+from ..config import format_bytes
+from ..pinned import alias, align
+from ..plan.inputs import InputLayout
+from ..plan.ir import Plan
+from ..plan.ir import BUDGET_HEADROOM
 from .ops import forget_slots
 
 _GROUP, _GENERATION = operator.itemgetter(0), operator.attrgetter("generation")   # of a (group, shift) binding
@@ -27,22 +29,6 @@ def _retire(held: dict) -> None:
         ARENAS.release(key)
     for key in residents:
         RESIDENTS.release(key)
-
-
-def alias(buf: torch.Tensor, offset: int, nbytes: int) -> torch.Tensor:
-    """``nbytes`` of ``buf`` from byte ``offset`` as a tensor of its own (storage offset 0, same memory).
-
-    Slots are passed to the compiled graph as separate inputs; giving each a storage of its own keeps Inductor from
-    having to reason about inputs that are views with a storage offset.
-    """
-    ptr = buf.data_ptr() + offset
-    if buf.device.type == "cuda":
-        raw = torch.as_tensor(_CudaArrayInterface(buf, ptr, nbytes), device=buf.device)
-    else:
-        array = (ctypes.c_uint8 * nbytes).from_address(ptr)
-        array.base = buf  # frombuffer keeps the array alive, the array keeps ``buf``
-        raw = torch.frombuffer(array, dtype=torch.uint8)
-    return raw.view(buf.dtype)
 
 
 class _ArenaPool:
@@ -129,7 +115,7 @@ class _ResidentPool:
         lo, hi = (min(rng[0], e.lo), max(rng[1], e.hi)) if e is not None else rng
         dt = str(group.dtype).removeprefix("torch.")
         # rounded up to ALIGN bytes, as the plan counts it (the CUDA allocator rounds up further on its own)
-        buf = alloc(_round(hi - lo), dt)   # may raise: nothing changed yet
+        buf = alloc(align(hi - lo), dt)   # may raise: nothing changed yet
         src, item = group.device_view, group.device_view.element_size()
         buf[:(hi - lo) // item].copy_(src[lo // item:hi // item])
         self.entries[key] = _Resident(group, lo, hi, buf, (e.refs if e is not None else 0) + 1)
@@ -153,18 +139,14 @@ class _ResidentPool:
         """Device bytes that `acquire` of ``rng`` would add."""
         e = self.entries.get(self.key(device, group))
         if e is None:
-            return _round(rng[1] - rng[0])
-        return max(0, _round(max(rng[1], e.hi) - min(rng[0], e.lo)) - e.nbytes)
+            return align(rng[1] - rng[0])
+        return max(0, align(max(rng[1], e.hi) - min(rng[0], e.lo)) - e.nbytes)
 
     def live(self) -> list["GraphRuntime"]:
         return [rt for rt in list(self.users) if not rt.closed]
 
 
 RESIDENTS = _ResidentPool()
-
-
-def _round(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 class NoRoom(RuntimeError):
@@ -227,6 +209,7 @@ class GraphRuntime:
         self._streamed = [i for i, g in enumerate(plan.groups) if g.streamed_bytes]   # plan group of each slot
         self._wrapped = [j for j, g in enumerate(plan.streamed) if g.wrap_before is not None]
         self._resident = [i for i, g in enumerate(plan.groups) if g.resident_bytes]
+        self.layout = InputLayout.after(0, plan)   # where each kind sits among the extra inputs
         if device.type == "cuda":
             torch.cuda.current_stream(device).synchronize()
         # Wrap-around state is keyed by slot address: forget it when this arena goes, before the address is reused.
@@ -274,16 +257,16 @@ class GraphRuntime:
         """The host windows for the traced weights."""
         if self.closed:
             return []
-        n = len(self.slots)
-        return self.inputs[n:n + len(self._streamed)]
+        inputs = self.inputs
+        return [inputs[i] for i in self.layout.hosts]
 
     @property
     def residents(self) -> list[torch.Tensor]:
         """The resident slots for the traced weights ([] once they were taken back)."""
         if self.stale or self.closed or not self._resident:
             return []
-        first = len(self.slots) + len(self._streamed) + len(self._wrapped)
-        return self.inputs[first:first + len(self._resident)]
+        inputs = self.inputs
+        return [inputs[i] for i in self.layout.residents.values()]
 
     def inputs_for(self, binding: tuple, following: tuple | None = None, flip: int = 0) -> list[torch.Tensor]:
         """The extra inputs when the graph reads the host groups of ``binding`` (per plan group: (group, byte
@@ -309,7 +292,7 @@ class GraphRuntime:
         if flip:
             for k, j in enumerate(self._doubled):
                 slots[j], seconds[k] = seconds[k], slots[j]
-        inputs = [*slots, *hosts, *nexts, *residents, *seconds]
+        inputs = InputLayout.pack(slots, hosts, nexts, residents, seconds)
         self.bound[binding, following, flip] = (gens, inputs)
         return inputs
 
@@ -342,9 +325,7 @@ class GraphRuntime:
         budget = self.budget.bytes if self.budget is not None else self.plan.memory_budget
         if budget is None:
             return True
-        from ..passes.tune import BUDGET_HEADROOM
-        from . import budget as shared
-        used = shared.usage(self.budget)["peak_bytes"] if self.budget is not None else \
+        used = usage(self.budget)["peak_bytes"] if self.budget is not None else \
             ARENAS.bytes() + RESIDENTS.bytes(self.device) + self.activation_bytes
         return used + RESIDENTS.extra_bytes(self.device, group, rng) <= (1 - BUDGET_HEADROOM) * budget
 
@@ -366,5 +347,38 @@ class GraphRuntime:
         ARENAS.users.discard(self)
         RESIDENTS.users.discard(self)
         if self.budget is not None:
-            self.budget.members.discard(self)
+            BUDGET_GRAPHS.get(self.budget, set()).discard(self)
         self._finalizer()
+
+
+#: The graphs planned under each shared `MemoryBudget` (`runtime.budget.register` adds them, `close` removes them).
+BUDGET_GRAPHS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def members(budget, exclude: GraphRuntime | None = None) -> list[GraphRuntime]:
+    """The live graphs under ``budget`` but ``exclude``, least recently called first."""
+    return sorted((m for m in list(BUDGET_GRAPHS.get(budget, ())) if not m.closed and m is not exclude),
+                  key=lambda m: m.last_call)
+
+
+def usage(budget) -> dict[str, int]:
+    """What the graphs under ``budget`` hold as planned (`MemoryBudget.usage`)."""
+    graphs = members(budget)
+    keys = {k for m in graphs for k in m.held["residents"]}
+    resident = sum(RESIDENTS.entries[k].nbytes for k in keys)
+    arena, private = {}, 0
+    for m in graphs:
+        sizes = m.floor_arena if m.stale else dict(m.plan.arena_bytes)
+        if m.shared_arena:
+            for dt, n in sizes.items():
+                arena[dt] = max(arena.get(dt, 0), n)
+        else:
+            private += sum(sizes.values())
+    act = max((m.activation_bytes for m in graphs), default=0)
+    out = dict(resident_bytes=resident, arena_bytes=sum(arena.values()) + private, activation_bytes=act,
+               graphs=len(graphs))
+    out["peak_bytes"] = out["resident_bytes"] + out["arena_bytes"] + act
+    return out
+
+
+config.count_budgets_with(usage)

@@ -36,6 +36,7 @@ import time
 
 import torch
 
+from ..offload import on_change
 from . import timing
 
 _copy_streams: dict[int, torch.cuda.Stream] = {}
@@ -124,6 +125,9 @@ def forget_source(ptr: int, nbytes: int) -> None:
     """Drop wrap-around copies made from host bytes [ptr, ptr + nbytes) (they changed since)."""
     for k in [k for k in _pending if ptr <= k[1] < ptr + nbytes]:
         del _pending[k]
+
+
+on_change(forget_source)
 
 
 def forget_slots(pointers: list[int]) -> None:

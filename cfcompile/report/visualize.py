@@ -25,6 +25,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..costmodel.model import Span  # noqa: F401  (a timeline is a list of them)
+
 log = logging.getLogger(__name__)
 
 COMPUTE, H2D = "compute", "h2d"
@@ -36,53 +38,6 @@ _COPY = ("#dd8452", "#f0b48c")
 _STALL = "#d62728"
 _COLLECTIVE = "#8172b3"
 _OTHER = "#999999"
-
-
-@dataclasses.dataclass(frozen=True)
-class Span:
-    """One interval on one track of a timeline (times in ms from the start of the step)."""
-
-    track: str
-    """The row it is drawn on: ``"compute"``, ``"h2d"`` or a collective track such as ``"collective"``."""
-    name: str
-    """What ran, e.g. ``"block 3"`` or ``"chunk 17"``."""
-    start_ms: float
-    end_ms: float
-    kind: str = ""
-    """Picks the colour: ``"block"``, ``"copy"``, ``"stall"``, ``"all_to_all"``, ...; empty for anything else."""
-    args: tuple[tuple[str, object], ...] = ()
-    """Extra ``(key, value)`` pairs shown in Perfetto's details pane (bytes, group index, ...). A dict is accepted."""
-
-    def __post_init__(self):
-        for field in ("track", "name", "kind"):
-            if not isinstance(getattr(self, field), str):
-                raise TypeError(f"Span.{field} must be a str, got {getattr(self, field)!r}")
-        if not self.track:
-            raise ValueError(f"Span {self.name!r}: track must be non-empty (e.g. 'compute' or 'h2d')")
-        for field in ("start_ms", "end_ms"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"Span {self.name!r}: {field} must be a number of ms, got {v!r}")
-            if not math.isfinite(v):
-                raise ValueError(f"Span {self.name!r}: {field} must be finite, got {v!r}")
-            object.__setattr__(self, field, float(v))
-        if self.end_ms < self.start_ms:
-            raise ValueError(
-                f"Span {self.name!r} on {self.track!r} ends before it starts "
-                f"(start_ms={self.start_ms}, end_ms={self.end_ms}); expected end_ms >= start_ms")
-        args = tuple(self.args.items()) if isinstance(self.args, Mapping) else tuple(self.args)
-        keys = []
-        for a in args:
-            if not (isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str)):
-                raise TypeError(f"Span {self.name!r}: args must be (str, value) pairs, got {a!r}")
-            keys.append(a[0])
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"Span {self.name!r}: duplicate keys in args {keys}")
-        object.__setattr__(self, "args", args)
-
-    @property
-    def duration_ms(self) -> float:
-        return self.end_ms - self.start_ms
 
 
 def track_order(spans: Iterable[Span]) -> list[str]:
@@ -142,7 +97,7 @@ def _matplotlib():
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            "cfcompile.visualize needs matplotlib to draw PNGs, and it is not installed: "
+            "cfcompile.report.visualize needs matplotlib to draw PNGs, and it is not installed: "
             "pip install 'cfcompile[plot]' (or pip install 'matplotlib>=3.8'). "
             "write_perfetto needs no extra packages.") from e
     return Figure, FigureCanvasAgg

@@ -1,14 +1,16 @@
 """The ``chunkflow`` torch.compile backend: Dynamo graph -> AOTAutograd -> Inductor, with the chunkflow pass.
 
     torch.compile(model, backend="chunkflow", options={...})
-      1. find the graph inputs that are offloaded weights (by data pointer, `passes.analysis`)
-      2. plan chunks, residency, issue points and arena offsets (`passes.tune`), counting what other graphs hold on
-         the device (`runtime.budget`: the model's resident chunks, a shared `MemoryBudget`)
+      1. find the graph inputs that are offloaded weights (by data pointer, `plan.analysis`)
+      2. plan chunks, residency, issue points and arena offsets (`plan.search`, driven by `compiler.planner`),
+         counting what other graphs hold on the device (`runtime.budget`: the model's resident chunks, a shared
+         `MemoryBudget`)
       3. take the arena and resident copies for this graph from the device pools, shared with other graphs
          (`GraphRuntime`)
-      4. append arena / resident / host-group buffers as extra graph inputs and call Inductor's `compile_fx` with
-         the rewrite installed as `post_grad_custom_post_pass` (`passes.rewrite`)
-      5. return a callable that passes the extra inputs on every call
+      4. append arena / resident / host-group buffers as extra graph inputs (`plan.inputs.InputLayout`) and call
+         Inductor's `compile_fx` with the rewrite installed as `post_grad_custom_post_pass` (`compiler.rewrite`)
+      5. return a callable that passes the extra inputs on every call; `compiled_graphs()` reports one `GraphInfo`
+         per live graph
 
 A graph that reads no offloaded weight is compiled by plain Inductor (with the user's Inductor patches).
 """
@@ -23,20 +25,23 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.fx as fx
 
-from .runtime import budget as shared
-from .runtime import timing
-from .runtime.arena import GraphRuntime, NoRoom
-from .runtime.binding import Binder, LayoutMismatch, source_names
-from .runtime.ops import exclusive
-from .config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
-from .costmodel.graph_costs import estimate_costs
-from .costmodel import topology
-from .costmodel.profiles import resolve_profile
-from .dump import new_dump_dir, write_plan, write_prediction
-from .passes.analysis import find_weight_reads
-from .passes.tune import block_spans
-from .passes.rewrite import ChunkflowPass, InputLayout
-from . import _compat
+from ..runtime import budget as shared
+from .planner import evict, plan_graph
+from ..runtime import timing
+from ..runtime.arena import GraphRuntime, NoRoom
+from ..runtime.binding import Binder, LayoutMismatch, source_names
+from ..runtime.ops import exclusive
+from ..config import CUDAGRAPHS_HINT, ChunkFlowConfig, MemoryBudget, format_bytes
+from ..costmodel.graph_costs import estimate_costs
+from ..costmodel import topology
+from ..costmodel.profiles import resolve_profile
+from ..report.dump import new_dump_dir, write_plan, write_prediction
+from ..plan.analysis import find_weight_reads
+from ..plan.search import block_spans
+from ..plan.inputs import InputLayout
+from ..plan.resolve import free_bytes, resolve
+from .pass_manager import ChunkflowPass, check_disabled
+from .. import _compat
 
 _compat.apply()   # before the first trace: torch.compile imports the backend when it looks up "chunkflow"
 
@@ -64,15 +69,6 @@ def _with_extra_inputs(gm: fx.GraphModule, names: Sequence[str]) -> fx.GraphModu
     return result
 
 
-def _free_bytes(device: torch.device, config: ChunkFlowConfig) -> int | None:
-    """What ``memory_budget="auto"`` may use: free device memory plus what torch's allocator holds unused."""
-    mb = config.memory_budget
-    if device.type != "cuda" or not (mb == "auto" or isinstance(mb, MemoryBudget) and mb.bytes is None):
-        return None
-    free, _ = torch.cuda.mem_get_info(device)
-    return int(0.95 * (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)))
-
-
 def _model_budget(config: ChunkFlowConfig, groups) -> ChunkFlowConfig:
     """A plain ``memory_budget`` (bytes) is the model's: every graph over the same offloaded model (the block graphs
     of ``compile_repeated_blocks``, the pieces of a graph break, other resolutions) plans under one implicit
@@ -90,14 +86,6 @@ def _model_budget(config: ChunkFlowConfig, groups) -> ChunkFlowConfig:
         budget = store.budgets[config.memory_budget] = MemoryBudget(config.memory_budget)
         budget.implicit = True
     return dataclasses.replace(config, memory_budget=budget)
-
-
-def _collective_policy(config: ChunkFlowConfig, profile, link: "topology.Interconnect | None" = None) -> str:
-    """``collective_policy="auto"``: yield where collectives and host copies share the PCIe path (the profile says
-    so, or the detected interconnect does), else overlap."""
-    if config.collective_policy != "auto":
-        return config.collective_policy
-    return "yield" if profile.link_shares_h2d or (link is not None and link.shares_h2d) else "overlap"
 
 
 def _from_rank0(obj):
@@ -131,6 +119,7 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     from torch._inductor.compile_fx import compile_fx
 
     config = ChunkFlowConfig.from_options(options, mode)
+    check_disabled(config.disable_passes)
     if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs):
         raise RuntimeError("chunkflow is an inference backend: call the compiled model under torch.no_grad() or "
                            "torch.inference_mode() (this graph would need gradients)")
@@ -163,22 +152,22 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     device = devices.pop()
     profile = resolve_profile(config.profile, device)
     costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
-    free = _free_bytes(device, config)
-    policy = _collective_policy(config, profile)
+    free = free_bytes(device, config)
+    policy = resolve(config, profile).collective_policy
     if costs.collectives:  # a sequence-parallel graph: every rank must make the same plan
         link = topology.detect(device)
         costed = profile
         if config.profile is None:   # a profile the user gave keeps its link
             profile = link.adjust(profile)
-        policy = _collective_policy(config, profile, link)
+        policy = resolve(config, profile, link=link).collective_policy
         log.info("chunkflow: collectives over %s (%s): policy %s, link %.0f GB/s%s", link.kind, link.reason, policy,
                  profile.link_gbs, ", shared with the weight copies" if profile.link_shares_h2d else "")
         profile, free, policy = _agree_across_ranks(profile, free, policy)
         if profile != costed:
             costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
-    plan, prediction, evicted = shared.plan_graph(reads, config, costs, profile, device, free_bytes=free,
+    plan, prediction, evicted = plan_graph(reads, config, costs, profile, device, free_bytes=free,
                                                   collective_policy=policy)
-    shared.evict(evicted)   # before allocating: the room is theirs until now
+    evict(evicted)   # before allocating: the room is theirs until now
     state = _Compiled(gm, example_inputs, reads, config, patches, device, profile, policy)
     state.build(plan, prediction, costs, torch._guards.detect_fake_mode(example_inputs))
     if not config.calibrate:
@@ -186,17 +175,17 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
 
     def run(*args):
         with exclusive(device):
-            graph, inputs = state.route(args, run)
+            graph, inputs = state.route(args)
             if graph.marks is not None:
                 timing.mark(graph.marks, "start", -1, device)
             out = graph.compiled(*args, *inputs)
             if graph.marks is not None:
                 timing.mark(graph.marks, "end", -1, device)
             if graph.calibrating:
-                graph.after_call(run)
+                graph.after_call()
             return out
 
-    state.publish(run)
+    run.chunkflow_info = GraphInfo(state)  # type: ignore[attr-defined]   # reachable only through the graph
     _compiled.append(weakref.ref(run))
     return run
 
@@ -221,12 +210,12 @@ class _Compiled:
         self.prev = None                    # the binding of the previous call
         self.next_of: dict = {}             # binding -> the binding of the call that followed it last time
 
-    def route(self, args, run) -> tuple["_Compiled", list]:
+    def route(self, args) -> tuple["_Compiled", list]:
         """This graph, or the variant compiled for weights laid out differently, and its inputs for ``args``."""
         for graph in (self, *self.variants):
             if graph.rt is None or graph.rt.stale:   # its resident chunks went to a graph planned later under the
                 #                                      same MemoryBudget (or planning it again failed on a call)
-                graph.replan(args, run if graph is self else None)
+                graph.replan(args)
             try:
                 inputs = graph.bind(args)
             except LayoutMismatch as e:
@@ -250,10 +239,10 @@ class _Compiled:
         config = dataclasses.replace(self.config, memory_budget=None, resident_fraction=0.0) if lean else self.config
         reads = find_weight_reads(self.gm, args)
         costs = estimate_costs(self.gm, args, self.profile, [r.input_index for r in reads])
-        plan, prediction, evicted = shared.plan_graph(reads, config, costs, self.profile, self.device,
-                                                      free_bytes=_free_bytes(self.device, config),
+        plan, prediction, evicted = plan_graph(reads, config, costs, self.profile, self.device,
+                                                      free_bytes=free_bytes(self.device, config),
                                                       collective_policy=self.policy)
-        shared.evict(evicted)
+        evict(evicted)
         graph = _Compiled(self.gm, args, reads, config, self.patches, self.device, self.profile, self.policy)
         graph.calibrating = False
         graph.build(plan, prediction, costs, None)
@@ -320,11 +309,11 @@ class _Compiled:
                  prediction.step_ms, prediction.hidden, len(prediction.groups), format_bytes(prediction.peak_bytes),
                  f"; dump in {dump_dir}" if dump_dir else "")
 
-    def replan(self, args, run) -> None:
+    def replan(self, args) -> None:
         """Plan again within what the shared budget's other graphs leave now, and recompile (the call's inputs stand
         in for the example inputs, as after calibration)."""
-        plan, prediction, _ = shared.plan_graph(self.reads, self.config, self.costs, self.profile, self.device,
-                                                free_bytes=_free_bytes(self.device, self.config),
+        plan, prediction, _ = plan_graph(self.reads, self.config, self.costs, self.profile, self.device,
+                                                free_bytes=free_bytes(self.device, self.config),
                                                 collective_policy=self.policy, replanning=self.rt)
         log.info("chunkflow: planning a graph again after its resident chunks were taken back: resident %s -> %s",
                  format_bytes(self.plan.total_resident_bytes), format_bytes(plan.total_resident_bytes))
@@ -333,25 +322,11 @@ class _Compiled:
             self.build(plan, prediction, self.costs, None)
         finally:
             self.example_inputs = kept
-        if run is not None:
-            self.publish(run)
 
-    def publish(self, run) -> None:
-        run.chunkflow_plan = self.plan  # type: ignore[attr-defined]
-        run.chunkflow_config = self.config  # type: ignore[attr-defined]
-        run.chunkflow_prediction = self.prediction  # type: ignore[attr-defined]
-        run.chunkflow_costs = self.costs  # type: ignore[attr-defined]
-        run.chunkflow_runtime = self.rt  # type: ignore[attr-defined]
-        run.chunkflow_dump_dir = self.dump_dir  # type: ignore[attr-defined]
-        run.chunkflow_layout = self.layout  # type: ignore[attr-defined]
-        run.chunkflow_calibration = self.calibration  # type: ignore[attr-defined]
-        run.chunkflow_variants = self.variants  # type: ignore[attr-defined]   # for other weight layouts
-        run.chunkflow_state = self  # type: ignore[attr-defined]
-
-    def after_call(self, run) -> None:
+    def after_call(self) -> None:
         """Calibration: the first call warms up; the second is timed per block; then the plan is made again from
         the measured compute, and the graph recompiled if the plan changed."""
-        from .costmodel.calibrate import calibrated_costs
+        from .calibrate import calibrated_costs
 
         self.calls += 1
         if self.calls == 1:
@@ -362,8 +337,8 @@ class _Compiled:
         costs, report = calibrated_costs(self.costs, self.plan, marks)
         if costs.collectives:  # every rank re-plans from rank 0's measurement, so plans stay identical
             costs, report = _from_rank0((costs, report))
-        plan, prediction, _ = shared.plan_graph(self.reads, self.config, costs, self.profile, self.device,
-                                                free_bytes=_free_bytes(self.device, self.config),
+        plan, prediction, _ = plan_graph(self.reads, self.config, costs, self.profile, self.device,
+                                                free_bytes=free_bytes(self.device, self.config),
                                                 collective_policy=self.policy, replanning=self.rt)
         report.update(plan_changed=plan.fingerprint() != self.plan.fingerprint(),
                       predicted_before_ms=self.prediction.step_ms, predicted_after_ms=prediction.step_ms)
@@ -376,10 +351,41 @@ class _Compiled:
         else:
             self.prediction, self.costs = prediction, costs
         self.example_inputs = None
-        self.publish(run)
 
 
-_compiled: list[weakref.ref] = []  # weak: a graph Dynamo has dropped frees its arena
+_compiled: list[weakref.ref] = []   # weak: a graph Dynamo has dropped frees its arena (with one gc pass: its state
+#                                     is reachable only from the compiled function, in the same garbage)
+
+
+class GraphInfo:
+    """One live chunkflow graph, as `compiled_graphs` reports it; always what the graph runs now (after calibration
+    or planning again)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: _Compiled):
+        self.state = state
+
+    plan = property(lambda self: self.state.plan, doc="the `Plan`")
+    config = property(lambda self: self.state.config, doc="the `ChunkFlowConfig`")
+    prediction = property(lambda self: self.state.prediction, doc="the cost model's `Prediction` for the plan")
+    costs = property(lambda self: self.state.costs, doc="the graph's `GraphCosts`")
+    runtime = property(lambda self: self.state.rt, doc="its device memory, a `GraphRuntime`")
+    layout = property(lambda self: self.state.layout, doc="positions of the extra graph inputs, an `InputLayout`")
+    dump_dir = property(lambda self: self.state.dump_dir, doc="where the dump went (``options={'dump': DIR}``)")
+    calibration = property(lambda self: self.state.calibration, doc="the calibration report, once calibrated")
+    variants = property(lambda self: self.state.variants, doc="the same graph compiled for other weight layouts")
+
+    def __getattr__(self, name: str):
+        # ``chunkflow_plan`` etc.: the attributes the compiled function carried before issue 18
+        if name.startswith("chunkflow_"):
+            return getattr(self, name.removeprefix("chunkflow_"))
+        raise AttributeError(f"GraphInfo has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        p = self.state.plan
+        return (f"GraphInfo({len(p.groups)} groups, {len(p.chunks)} chunks, arena {format_bytes(p.total_arena_bytes)}, "
+                f"resident {format_bytes(p.total_resident_bytes)})")
 
 
 def release_graphs(reading=None) -> int:
@@ -391,8 +397,8 @@ def release_graphs(reading=None) -> int:
     again is planned and compiled again."""
     wanted = None if reading is None else {id(g) for g in reading}
     n = 0
-    for run in compiled_graphs():
-        state = run.chunkflow_state
+    for info in compiled_graphs():
+        state = info.state
         for g in (state, *state.variants, *([state.lean] if state.lean else [])):
             if wanted is not None and not any(id(r.group) in wanted for r in g.reads):
                 continue
@@ -402,8 +408,8 @@ def release_graphs(reading=None) -> int:
     return n
 
 
-def compiled_graphs() -> list:
-    """The live chunkflow graphs of this process, oldest first: ``.chunkflow_plan``, ``.chunkflow_runtime``,
-    ``.chunkflow_layout``, ``.chunkflow_dump_dir``."""
+def compiled_graphs() -> list[GraphInfo]:
+    """The live chunkflow graphs of this process, oldest first: ``.plan``, ``.runtime``, ``.layout``,
+    ``.prediction``, ``.dump_dir``, ... (`GraphInfo`, the same object for a graph on every call)."""
     _compiled[:] = [r for r in _compiled if r() is not None]
-    return [r() for r in _compiled]
+    return [r().chunkflow_info for r in _compiled]

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch.fx as fx
 from tabulate import tabulate
 
-from .config import format_bytes
-from .passes.plan import Plan
+from ..config import format_bytes
+from ..plan.ir import Plan
 
 log = logging.getLogger(__name__)
 _counter = itertools.count()

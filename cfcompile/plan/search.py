@@ -24,64 +24,25 @@ import logging
 import math
 from typing import Sequence
 
-from ..config import ALIGN, ChunkFlowConfig, MemoryBudget, format_bytes
+from ..config import ChunkFlowConfig, format_bytes
 from ..costmodel.graph_costs import GraphCosts
 from ..costmodel.model import Prediction, StreamedGroup, simulate
 from ..costmodel.profiles import DeviceProfile
-from .analysis import WeightRead
-from .plan import Plan, _build, _layout, _Layout, _resident_counts, _Spec, _specs
+from ..pinned import align
+from .ir import BUDGET_HEADROOM, NO_STATE, BudgetError, DeviceState, Plan, WeightRead  # noqa: F401  (re-exported)
+from .layout import Layout, Spec, build_plan, lay_out, resident_counts, specs_of
+from .resolve import resolve
 
 log = logging.getLogger(__name__)
 
-#: The planner keeps the predicted peak this share below ``memory_budget``: measured peaks on the H200 were up to
-#: 3.4% above the prediction (Qwen-Image at 16 GiB) before the activation estimate modelled Inductor's buffer reuse;
-#: since, the re-measured budget runs peaked 0.4% above (Wan) and 2.4% below (Flux) it (benchmarks/RESULTS.md).
-BUDGET_HEADROOM = 0.05
-
-#: Chunk sizes tried under a memory budget when ``chunk_size="auto"``.
-CHUNK_CANDIDATES = (4 * 2**20, 8 * 2**20, 16 * 2**20, 32 * 2**20, 64 * 2**20)
 #: Deepest prefetch the model may choose with ``prefetch_depth="auto"``.
 MAX_AUTO_DEPTH = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class DeviceState:
-    """What a new graph's plan must count besides its own needs."""
-
-    held: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
-    """Group key -> bytes of that group already on the device (one copy per model and group, shared by its
-    graphs): reused, and counted in this graph's resident bytes."""
-    other_resident_bytes: int = 0
-    """Shared budget: resident (and private arena) bytes of the budget's other graphs, in groups this one does not
-    read; they add up."""
-    arena_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
-    """Shared budget: per dtype, the largest shared arena the other graphs need (one arena: max, not sum)."""
-    activation_bytes: int = 0
-    """Shared budget: the largest activation peak of the other graphs (one graph runs at a time: max)."""
-    holders: str = ""
-    """For errors: who holds what, in words."""
-
-    def arena_total(self, own: dict[str, int], shared: bool = True) -> int:
-        if not shared:  # a private arena adds to the shared one
-            return sum(self.arena_bytes.values()) + sum(own.values())
-        return sum(max(own.get(dt, 0), self.arena_bytes.get(dt, 0)) for dt in {*own, *self.arena_bytes})
-
-
-NO_STATE = DeviceState()
-
-
-class BudgetError(ValueError):
-    """The memory budget is below what the graph needs with nothing resident; ``minimum_bytes`` is that need."""
-
-    def __init__(self, message: str, minimum_bytes: int):
-        super().__init__(message)
-        self.minimum_bytes = minimum_bytes
 
 
 class _Search:
     """State of the greedy search for one chunk size."""
 
-    def __init__(self, specs: list[_Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
+    def __init__(self, specs: list[Spec], cumulative: list[float], profile: DeviceProfile, activations: int,
                  fixed_depth: int | None, wrap: bool, collectives=(), policy: str = "overlap",
                  state: DeviceState = NO_STATE, shared_arena: bool = True):
         self.specs, self.cum, self.profile, self.activations = specs, cumulative, profile, activations
@@ -96,10 +57,10 @@ class _Search:
         the other graphs' activations where they are larger."""
         return p.peak_bytes + max(0, self.state.activation_bytes - p.activation_bytes)
 
-    def evaluate(self, counts=None, depths=None) -> tuple[Prediction, _Layout]:
+    def evaluate(self, counts=None, depths=None) -> tuple[Prediction, Layout]:
         counts = self.counts if counts is None else counts
         depths = self.depths if depths is None else depths
-        layout = _layout(self.specs, counts, depths, 1 if self.fixed_depth is None else self.fixed_depth, self.wrap)
+        layout = lay_out(self.specs, counts, depths, 1 if self.fixed_depth is None else self.fixed_depth, self.wrap)
         groups = []
         for j, i in enumerate(layout.streamed):
             s = self.specs[i]
@@ -135,7 +96,7 @@ class _Search:
             return pred, layout
         return run(groups), layout
 
-    def _ranked(self, pred: Prediction, layout: _Layout) -> list[tuple[int, int]]:
+    def _ranked(self, pred: Prediction, layout: Layout) -> list[tuple[int, int]]:
         """(spec index, chunks to make resident) of streamed groups, most exposed first. The step closes half of
         the group's exposed copy time (at least one chunk), so the search takes tens of moves, not thousands."""
         order = []
@@ -285,34 +246,24 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
                     collective_policy: str = "overlap", state: DeviceState = NO_STATE) -> tuple[Plan, Prediction]:
     """The plan the cost model prefers under ``config`` (see the module docstring) and its prediction.
 
-    ``free_bytes`` resolves ``memory_budget="auto"``; ``collective_policy`` is the resolved policy (yield or
+    ``free_bytes`` resolves ``memory_budget="auto"`` (`resolve`); ``collective_policy`` is the resolved policy (yield or
     overlap) for copies around the graph's collectives; ``state`` is what is on the device already (the
     prediction's resident / arena bytes include it)."""
     if config.schedule == "layerwise":
         return _layerwise(reads, config, costs, profile)
-    budget = config.memory_budget
-    if isinstance(budget, MemoryBudget):
-        budget = budget.bytes if budget.bytes is not None else budget.resolve(free_bytes)
-    if budget == "auto":
-        if free_bytes is None:
-            raise ValueError("memory_budget='auto' needs the free device memory, which is only known on a GPU; "
-                             "pass a number of bytes (e.g. '12GiB') instead")
-        budget = free_bytes
-    user_budget = budget
+    r = resolve(config, free_bytes=free_bytes)
+    budget = user_budget = r.memory_budget
     if budget is not None:
         budget = int(budget * (1 - BUDGET_HEADROOM))
-    fixed_depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else None
+    fixed_depth = r.prefetch_depth
     cumulative = costs.cumulative()
     activations = costs.peak_activation_bytes
-    if budget is None:
-        sizes = [config.effective_chunk_size]
-    else:
-        sizes = list(CHUNK_CANDIDATES) if config.chunk_size == "auto" else [config.chunk_size]
+    sizes = r.chunk_sizes
 
     best = None
     minimum = None
     for cs in sizes:
-        specs = _specs(reads, cs, state.held)
+        specs = specs_of(reads, cs, state.held)
         search = _Search(specs, cumulative, profile, activations, fixed_depth, config.wrap_around,
                          costs.collectives, collective_policy, state, config.shared_arena)
         base, _ = search.evaluate()
@@ -327,13 +278,13 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
             continue
         n_chunks = sum(len(s.chunk_ids) for s in specs)
         if budget is None:
-            rf = config.effective_resident_fraction
+            rf = r.resident_fraction
             target = round(rf * n_chunks)
             # The same counts as without a model, placed by the model: how many per group it decides.
             search.add_residency(target, None)
             if sum(search.counts) < target:  # everything streamed is resident already
                 search.counts = [max(a, s.n_held) for a, s in
-                                 zip(_resident_counts([len(s.chunk_ids) for s in specs], rf), specs)]
+                                 zip(resident_counts([len(s.chunk_ids) for s in specs], rf), specs)]
         else:
             search.add_residency(None, budget)
         search.deepen(budget)
@@ -341,9 +292,9 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
         key = (round(pred.step_ms, 3), pred.peak_bytes)
         if best is None or key < best[0]:
             chosen = sum(search.counts)
-            rf_used = chosen / n_chunks if budget is not None or state.held else config.effective_resident_fraction
+            rf_used = chosen / n_chunks if budget is not None or state.held else r.resident_fraction
             depth = max([1 if search.fixed_depth is None else search.fixed_depth, *search.depths.values()])
-            best = (key, _build(specs, search.counts, layout, config, cs, rf_used, depth,
+            best = (key, build_plan(specs, search.counts, layout, config, cs, rf_used, depth,
                                 user_budget if config.memory_budget is not None else None, layout.segments,
                                 collective_policy), pred)
     if best is None:
@@ -369,11 +320,11 @@ def _layerwise(reads, config: ChunkFlowConfig, costs: GraphCosts, profile: Devic
     """SGLang-style layerwise offloading inside the same backend, for comparisons in one run: each block is copied
     whole, one block ahead, nothing resident, no wrap-around, no regard for collectives."""
     largest = max(r.group.nbytes for r in reads)
-    cs = (largest + ALIGN - 1) // ALIGN * ALIGN
-    specs = _specs(reads, cs)
+    cs = align(largest)
+    specs = specs_of(reads, cs)
     counts = [0] * len(specs)
-    layout = _layout(specs, counts, {}, 1, False)
-    plan = _build(specs, counts, layout, config, cs, 0.0, 1, None, None, "overlap", "layerwise")
+    layout = lay_out(specs, counts, {}, 1, False)
+    plan = build_plan(specs, counts, layout, config, cs, 0.0, 1, None, None, "overlap", "layerwise")
     return plan, predict_plan(plan, costs, profile)
 
 

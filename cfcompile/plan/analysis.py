@@ -5,27 +5,13 @@ Weights are recognised by data pointer against the host store (`cfcompile.offloa
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Sequence
 
 import torch
 import torch.fx as fx
 
 from ..offload import Group, lookup
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightRead:
-    """One offloaded weight that the graph reads."""
-
-    input_index: int        # position among the graph's inputs
-    group: Group
-    offset: int             # bytes into the group
-    nbytes: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-    first_use: int          # index of the first / last node reading it, in graph order
-    last_use: int
+from .ir import WeightRead
 
 
 def find_weight_reads(gm: fx.GraphModule, example_inputs: Sequence[object],

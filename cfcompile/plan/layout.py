@@ -25,133 +25,16 @@ chain of equal blocks.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from typing import Sequence
 
-from ..config import ALIGN, ChunkFlowConfig
-from .analysis import WeightRead
+from ..config import ChunkFlowConfig
+from ..pinned import align
+from .ir import Chunk, Copy, GroupPlan, Plan, WeightPlan, WeightRead  # noqa: F401  (the IR, re-exported)
+from .resolve import resolve
 
 
-def _align(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
-
-
-@dataclasses.dataclass(frozen=True)
-class Chunk:
-    index: int
-    group: str
-    start: int            # bytes into the group
-    nbytes: int
-    resident: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class Copy:
-    chunk: int
-    src_offset: int       # bytes into the group
-    dst_offset: int       # bytes into the arena
-    nbytes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class GroupPlan:
-    key: str
-    dtype: str
-    first_use: int
-    last_use: int
-    chunks: tuple[int, ...]
-    resident_range: tuple[int, int]     # bytes of the group read from the device ([0, 0) if none); the runtime
-    #                                     keeps one device copy per model and group, shared by its graphs
-    resident_offset: int                # where they would sit packed per dtype (dumps; not the runtime's layout)
-    stream_range: tuple[int, int]       # bytes of the group copied every call ([0, 0) if none)
-    arena_offset: int                   # where they land in the arena (-1 if nothing streams)
-    copies: tuple[Copy, ...]
-    issue_before: int | None            # index into Plan.streamed of the group whose wait the prefetch precedes;
-    #                                     None = at the start of the graph
-    wrap_before: int | None = None      # wrap-around: the prefetch for the *next* call is issued before this
-    #                                     streamed group's wait, in the tail of this call (None = no wrap-around)
-    next_arena_offset: int = -1         # double buffering (>= 0): a second arena region; the copy for the next call
-    #                                     goes there, issued at the start of this call, and the regions swap roles
-    #                                     every call (a graph with no more streamed groups than the prefetch depth,
-    #                                     e.g. one block of a regional compile, has nothing else to hide it behind)
-    segments: tuple[tuple[int, int], ...] = ()  # copies moved behind collectives (yield policy): (collective
-    #                                     ordinal, first copy index); copies from there on are issued right after
-    #                                     that collective's wait, up to the next segment's first copy
-
-    @property
-    def streamed_bytes(self) -> int:
-        return self.stream_range[1] - self.stream_range[0]
-
-    @property
-    def resident_bytes(self) -> int:
-        return self.resident_range[1] - self.resident_range[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightPlan:
-    input_index: int
-    group: str
-    offset: int                         # bytes into the group
-    nbytes: int
-    shape: tuple[int, ...]
-    stride: tuple[int, ...]
-    location: str                       # "arena" or "resident"
-    buffer_offset: int                  # bytes into the arena / resident buffer of the group's dtype
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    chunk_size: int
-    resident_fraction: float
-    prefetch_depth: int
-    groups: tuple[GroupPlan, ...]       # in order of first use
-    chunks: tuple[Chunk, ...]
-    weights: tuple[WeightPlan, ...]
-    arena_bytes: tuple[tuple[str, int], ...]      # per dtype
-    resident_bytes: tuple[tuple[str, int], ...]   # per dtype: device copies of this graph's groups (shared with the
-    #                                               model's other graphs; may hold more than this graph reads)
-    host_bytes: int                     # bytes of the host groups this graph reads from
-    memory_budget: int | None = None    # the budget the plan was tuned for, if any
-    collective_policy: str = "overlap"  # "yield": no copy is issued inside a collective's window
-    schedule: str = "chunkflow"         # or "layerwise" (the baseline)
-    pinned_bytes: int = 0               # of host_bytes, registered with cudaHostRegister (all of it for CUDA)
-    weight_bytes: int = 0               # the weights themselves in those groups (host_bytes adds < 256 B each)
-
-    @property
-    def streamed(self) -> tuple[GroupPlan, ...]:
-        """Groups with bytes to copy every call, in issue order; a prefetch's event id is its index here."""
-        return tuple(g for g in self.groups if g.streamed_bytes)
-
-    @property
-    def streamed_bytes(self) -> int:
-        return sum(g.streamed_bytes for g in self.groups)
-
-    @property
-    def total_arena_bytes(self) -> int:
-        return sum(n for _, n in self.arena_bytes)
-
-    @property
-    def total_resident_bytes(self) -> int:
-        return sum(n for _, n in self.resident_bytes)
-
-    def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["arena_bytes"], d["resident_bytes"] = dict(self.arena_bytes), dict(self.resident_bytes)
-        d["summary"] = {"groups": len(self.groups), "chunks": len(self.chunks),
-                        "resident_chunks": sum(c.resident for c in self.chunks),
-                        "streamed_bytes_per_call": self.streamed_bytes,
-                        "arena_bytes": self.total_arena_bytes, "resident_bytes": self.total_resident_bytes,
-                        "host_bytes": self.host_bytes, "pinned_bytes": self.pinned_bytes,
-                        "weight_bytes": self.weight_bytes}
-        return d
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
-
-
-def _resident_counts(sizes: list[int], fraction: float) -> list[int]:
+def resident_counts(sizes: list[int], fraction: float) -> list[int]:
     """Chunks kept resident per group: ``fraction`` of each, rounded so that the total is round(fraction*N)."""
     target = round(fraction * sum(sizes))
     ideal = [fraction * n for n in sizes]
@@ -175,14 +58,14 @@ def _first_fit(items: list[tuple[list[tuple[float, float]], int, str]]) -> tuple
         for lo, hi in live:
             if offset + nbytes <= lo:
                 break
-            offset = max(offset, _align(hi))
+            offset = max(offset, align(hi))
         placed.append((spans, offset, nbytes, arena))
         offsets.append(offset)
         sizes[arena] = max(sizes.get(arena, 0), offset + nbytes)
     return offsets, sizes
 
 
-class _Spec:
+class Spec:
     """One group as the planner sees it: its reads, byte range and chunks; `split` is cached per resident count.
 
     ``held``: bytes of the group already on the device (resident for another graph of the same model). When they
@@ -232,14 +115,14 @@ class _Spec:
         return 0 if b <= a else (b - 1) // self.cs - a // self.cs + 1
 
     def copy_sizes(self, n_resident: int) -> list[int]:
-        """Bytes of each chunk copy of the streamed part, in order (as `_build` makes them)."""
+        """Bytes of each chunk copy of the streamed part, in order (as `build_plan` makes them)."""
         _, _, _, (a, b) = self.split(n_resident)
         cuts = [a, *range((a // self.cs + 1) * self.cs, b, self.cs), b]
         return [hi - lo for lo, hi in zip(cuts, cuts[1:]) if hi > lo]
 
 
 @dataclasses.dataclass
-class _Layout:
+class Layout:
     """Arena placement for one choice of resident counts and prefetch depths."""
 
     streamed: list[int]                 # spec indices with bytes to stream, in first-use order
@@ -260,15 +143,15 @@ class _Layout:
         return sum(self.resident_sizes.values())
 
 
-def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], default_depth: int,
-            wrap: bool = False) -> _Layout:
+def lay_out(specs: list[Spec], counts: list[int], depths: dict[str, int], default_depth: int,
+            wrap: bool = False) -> Layout:
     resident_sizes: dict[str, int] = {}
     streamed = []
     for i, (s, n) in enumerate(zip(specs, counts)):
         _, st, _, sr = s.split(n)
         lo, hi = s.device_range(n)
         if hi > lo:
-            resident_sizes[s.dtype] = _align(resident_sizes.get(s.dtype, 0) + hi - lo)
+            resident_sizes[s.dtype] = align(resident_sizes.get(s.dtype, 0) + hi - lo)
         if st:
             streamed.append(i)
     anchors, wraps, items, double = [], [], [], []
@@ -291,22 +174,22 @@ def _layout(specs: list[_Spec], counts: list[int], depths: dict[str, int], defau
         wraps.append(wrap_anchor)
         _, _, _, (a, b) = specs[i].split(counts[i])
         if double[j]:
-            items.append((everything, _align(b - a), specs[i].dtype))
+            items.append((everything, align(b - a), specs[i].dtype))
             continue
         issue = (specs[streamed[anchor]].first if anchor is not None else -1) - 0.5
         spans = [(issue, specs[i].last)]
         if wrap_anchor is not None:
             spans.append((specs[streamed[wrap_anchor]].first - 0.5, math.inf))
-        items.append((spans, _align(b - a), specs[i].dtype))
+        items.append((spans, align(b - a), specs[i].dtype))
     seconds = [j for j in range(n) if double[j]]
     for j in seconds:
         items.append(items[j])
     offsets, arena_sizes = _first_fit(items)
-    return _Layout(streamed, anchors, wraps, offsets[:n], arena_sizes, resident_sizes,
+    return Layout(streamed, anchors, wraps, offsets[:n], arena_sizes, resident_sizes,
                    doubles={j: offsets[n + k] for k, j in enumerate(seconds)})
 
 
-def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: ChunkFlowConfig, cs: int,
+def build_plan(specs: list[Spec], counts: list[int], layout: Layout, config: ChunkFlowConfig, cs: int,
            resident_fraction: float, depth: int, budget: int | None, segments: dict | None = None,
            policy: str = "overlap", schedule: str = "chunkflow") -> Plan:
     chunks: list[Chunk] = []
@@ -316,7 +199,7 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
         _, _, rr, _ = s.split(n)
         if rr[1] > rr[0]:
             res_offsets[i] = used.get(s.dtype, 0)
-            used[s.dtype] = _align(res_offsets[i] + rr[1] - rr[0])
+            used[s.dtype] = align(res_offsets[i] + rr[1] - rr[0])
     where = {i: j for j, i in enumerate(layout.streamed)}
     groups, weights = [], []
     for i, (s, n) in enumerate(zip(specs, counts)):
@@ -359,28 +242,28 @@ def _build(specs: list[_Spec], counts: list[int], layout: _Layout, config: Chunk
                 weight_bytes=sum(g.weight_bytes for g in host_groups))
 
 
-def _specs(reads: Sequence[WeightRead], cs: int, held: dict[str, tuple[int, int]] | None = None) -> list[_Spec]:
+def specs_of(reads: Sequence[WeightRead], cs: int, held: dict[str, tuple[int, int]] | None = None) -> list[Spec]:
     by_group: dict[str, list[WeightRead]] = {}
     for r in sorted(reads, key=lambda r: (r.first_use, r.input_index)):
         by_group.setdefault(r.group.key, []).append(r)
     held = held or {}
-    return [_Spec(k, rs, cs, held.get(k)) for k, rs in by_group.items()]   # in order of first use
+    return [Spec(k, rs, cs, held.get(k)) for k, rs in by_group.items()]   # in order of first use
 
 
 def streaming_floor(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> dict[str, int]:
     """Arena bytes per dtype of the leanest plan the graph can run with, nothing resident (prefetch depth 0, or the
     fixed depth): what it needs to run again after its resident chunks are taken back (`runtime.budget`)."""
-    specs = _specs(reads, 2**50)   # nothing resident: the chunk size does not matter, one chunk per group is cheapest
-    depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 0
-    return _layout(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
+    specs = specs_of(reads, 2**50)   # nothing resident: the chunk size does not matter, one chunk per group is cheapest
+    depth = resolve(config, budget=False).prefetch_depth or 0
+    return lay_out(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
 
 
 def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
     """The plan without a cost model: each group keeps a prefix of its chunks resident (``resident_fraction`` of
     them, spread in proportion to group size) and prefetches run ``prefetch_depth`` streamed groups ahead."""
-    cs = config.effective_chunk_size
-    specs = _specs(reads, cs)
-    rf = config.effective_resident_fraction
-    counts = _resident_counts([len(s.chunk_ids) for s in specs], rf)
-    depth = config.prefetch_depth if isinstance(config.prefetch_depth, int) else 1
-    return _build(specs, counts, _layout(specs, counts, {}, depth, config.wrap_around), config, cs, rf, depth, None)
+    r = resolve(config, budget=False)
+    (cs,), rf = r.chunk_sizes, r.resident_fraction
+    specs = specs_of(reads, cs)
+    counts = resident_counts([len(s.chunk_ids) for s in specs], rf)
+    depth = 1 if r.prefetch_depth is None else r.prefetch_depth
+    return build_plan(specs, counts, lay_out(specs, counts, {}, depth, config.wrap_around), config, cs, rf, depth, None)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..passes.plan import Plan
-from .graph_costs import GraphCosts
+from ..plan.ir import Plan
+from ..costmodel.graph_costs import GraphCosts
 
 
 def calibrated_costs(costs: GraphCosts, plan: Plan, marks: list[tuple[str, int, float]]) -> tuple[GraphCosts, dict]:

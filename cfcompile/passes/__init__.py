@@ -1,1 +1,0 @@
-"""Graph passes of the chunkflow backend; see README.md in this folder for the invariants they keep."""
