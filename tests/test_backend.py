@@ -220,7 +220,11 @@ def test_source_tree_without_any_installed_cfcompile(tmp_path):
     import subprocess
     import sys
 
-    root = Path(cfcompile.__file__).resolve().parents[1]
+    # the package alone: a source tree installed in development mode may hold cfcompile.egg-info (with the entry
+    # point) beside it
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "cfcompile").symlink_to(Path(cfcompile.__file__).resolve().parent)
     packages = tmp_path / "site"
     packages.mkdir()
     for d in site.getsitepackages():
@@ -235,5 +239,6 @@ def test_source_tree_without_any_installed_cfcompile(tmp_path):
             "from torch._dynamo import lookup_backend\n"
             "assert lookup_backend('chunkflow') is not None and 'chunkflow' in torch._dynamo.list_backends()\n")
     proc = subprocess.run([sys.executable, "-S", "-c", code, str(packages), str(root)], capture_output=True,
-                          text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                          text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                          cwd=tmp_path)   # not the source tree: ``-c`` puts the working directory on sys.path
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -165,6 +165,8 @@ def test_graphs_dropped_by_a_reset_hold_nothing_for_the_next_plan():
     """Compiled graphs may sit in reference cycles: after torch._dynamo.reset() they hold their resident chunks until
     the garbage collector runs. Planning collects first, so comparing settings one after another in one process (as the
     benchmarks do) is not skewed by what the previous setting kept resident."""
+    gc.collect()   # what earlier tests left in cycles is not this test's
+    assert RESIDENTS.bytes() == 0, "an earlier test's graphs are still alive and hold resident chunks"
     m, x = toy()
     cfcompile.offload(m, "cpu")
     gc.disable()   # no automatic collection in between: the planner's own is what is tested
