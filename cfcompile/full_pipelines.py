@@ -21,7 +21,7 @@ import contextlib
 import torch
 from torch import nn
 
-from .tiny_pipelines import _clip_tokenizer, _t5_tokenizer
+from .tiny_pipelines import clip_tokenizer, t5_tokenizer
 
 FULL_PIPELINES = ("flux", "wan")
 
@@ -87,8 +87,8 @@ def _flux(dtype, fill_device):
                             use_post_quant_conv=False, force_upcast=True)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
                                                 max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096)
-    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=_clip_tokenizer(),
-                        text_encoder_2=text_encoder_2, tokenizer_2=_t5_tokenizer(), transformer=transformer)
+    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(),
+                        text_encoder_2=text_encoder_2, tokenizer_2=t5_tokenizer(), transformer=transformer)
 
 
 def _wan(dtype, fill_device):
@@ -103,7 +103,7 @@ def _wan(dtype, fill_device):
             dropout_rate=0.0, is_encoder_decoder=False))
         vae = AutoencoderKLWan()                # diffusers' defaults are Wan 2.1's VAE
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
-    return WanPipeline(tokenizer=_t5_tokenizer(), text_encoder=text_encoder, vae=vae, scheduler=scheduler,
+    return WanPipeline(tokenizer=t5_tokenizer(), text_encoder=text_encoder, vae=vae, scheduler=scheduler,
                        transformer=transformer)
 
 

@@ -36,7 +36,7 @@ _CHARS = list(string.ascii_lowercase + string.digits + string.punctuation)
 _WORDS = "a an the of cat dog photo painting squirrel eating burger dance monkey red blue on in".split()
 
 
-def _clip_tokenizer():
+def clip_tokenizer():
     from transformers import CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -46,7 +46,7 @@ def _clip_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
 
 
-def _t5_tokenizer():
+def t5_tokenizer():
     from transformers import T5TokenizerFast
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
@@ -54,7 +54,7 @@ def _t5_tokenizer():
     return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
 
 
-def _qwen_tokenizer():
+def qwen_tokenizer():
     from transformers import Qwen2Tokenizer
 
     vocab = {c: i for i, c in enumerate(_CHARS + ["\u0120" + w for w in _WORDS] + ["\u0120", "\u010a"])}
@@ -72,7 +72,7 @@ def _flux():
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    tok_2 = _t5_tokenizer()
+    tok_2 = t5_tokenizer()
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=2,
                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
@@ -85,7 +85,7 @@ def _flux():
                         latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
                         shift_factor=0.0609, scaling_factor=1.5035)
     return FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
-                        tokenizer=_clip_tokenizer(), text_encoder_2=text_encoder_2, tokenizer_2=tok_2,
+                        tokenizer=clip_tokenizer(), text_encoder_2=text_encoder_2, tokenizer_2=tok_2,
                         transformer=transformer)
 
 
@@ -94,7 +94,7 @@ def _qwen_image():
                            QwenImageTransformer2DModel)
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    tokenizer = _qwen_tokenizer()
+    tokenizer = qwen_tokenizer()
     torch.manual_seed(0)
     transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2,
                                               attention_head_dim=16, num_attention_heads=3, joint_attention_dim=16,
@@ -117,7 +117,7 @@ def _wan(experts: int):
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    tokenizer = _t5_tokenizer()
+    tokenizer = t5_tokenizer()
     torch.manual_seed(0)
     vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
                            temperal_downsample=[False, True, True])

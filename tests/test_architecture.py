@@ -23,7 +23,7 @@ LAYERS = [
     {"runtime", "report"},      # what compiled code calls; dumps and plots (neither imports the other)
     {"compiler"},               # the backend, passes, graph lifecycle
     {"presets", "tiny_pipelines"},   # diffusers model presets; tiny pipelines built from configs (tests, examples)
-    {"planning", "pipelines"},  # plan_model: planning without a GPU; apply / restore of whole pipelines
+    {"planning", "pipelines", "full_pipelines"},   # plan_model; apply / restore; full-size random pipelines
     {"elastic"},                # sequence parallelism and serving (its cost tables come from plan_model)
     {"__init__"},               # the public API
     {"cli"},
