@@ -1,7 +1,9 @@
 """diffusers' own context parallelism (Ulysses, degree 2) on the CPU: 2 processes joined by gloo, a tiny Flux.
 
-A: eager; B: ``torch.compile(backend="inductor")``; C: ``cfcompile.offload`` + the chunkflow backend. Each is
-compared with the single-process eager output of the same model (same seed, same weights in every rank).
+A: eager; C: ``cfcompile.offload`` + the chunkflow backend (with the Dynamo graph checked: every all-to-all and the
+gather in one graph). Each is compared with the single-process eager output of the same model (same seed, same
+weights in every rank). Plain Inductor under CP (once test B) is PyTorch's and diffusers' to test: dropped to keep the
+suite inside CI's 12 minutes.
 
 What diffusers needs for CP on a CPU-only torch (diffusers 0.42, torch 2.13):
   * ``ModelMixin._resolve_parallel_config`` picks the device as
@@ -87,9 +89,6 @@ def _rank(rank: int, world: int, mode: str, name: str = "flux") -> dict:
 
     if mode == "eager":
         fn = model
-    elif mode == "inductor":
-        from torch._inductor.compile_fx import compile_fx
-        fn = torch.compile(model, backend=recording(compile_fx))
     elif mode == "chunkflow":
         cfcompile.offload(model, "cpu")
         fn = torch.compile(model, backend=recording(cfcompile.compiler.backend.chunkflow), options=CHUNKFLOW_OPTIONS)
@@ -172,11 +171,6 @@ def _check(results, reference, compiled: bool):
 @pytest.mark.timeout(600)
 def test_a_ulysses_eager_matches_single_process(reference, tmp_path):
     _check(_run("eager", tmp_path), reference, compiled=False)
-
-
-@pytest.mark.timeout(600)
-def test_b_ulysses_inductor_matches_single_process(reference, tmp_path):
-    _check(_run("inductor", tmp_path), reference, compiled=True)
 
 
 @pytest.mark.timeout(600)
