@@ -545,6 +545,7 @@ class Preemptive(EDFBestFit):
             raise ValueError(f"Preemptive: aging_s must be > 0 and starve_s >= 0 (math.inf turns either off), got "
                              f"{aging_s}, {starve_s}")
         self.aging_s, self.starve_s = float(aging_s), float(starve_s)
+        self._parts: dict[str, tuple] = {}  # task id -> what its key needs besides the time
 
     def key(self, task, view):
         req = view.request(task.request)
@@ -552,6 +553,31 @@ class Preemptive(EDFBestFit):
         if wait >= self.starve_s:
             return (0, req.arrival_s, req.id)
         return (1, -(req.priority + wait / self.aging_s), *super().key(task, view))
+
+    # The key changes with the time, so the queue is sorted at every call; the parts that do not are kept.
+    def _added(self, task, view):
+        super()._added(task, view)
+        req = view.request(task.request)
+        self._parts[task.id] = (req.arrival_s, req.id, req.priority, view.ready_since(task.id),
+                                EDFBestFit.key(self, task, view))
+
+    def _removed(self, task, view):
+        super()._removed(task, view)
+        del self._parts[task.id]
+
+    def ordered(self, view):
+        if type(self).key is not Preemptive.key:
+            return super().ordered(view)
+        now, starve_s, aging_s, parts = view.now, self.starve_s, self.aging_s, self._parts
+
+        def key(t):  # = self.key(t, view), the same arithmetic
+            arrival, rid, priority, since, edf = parts[t.id]
+            wait = now - since
+            if wait >= starve_s:
+                return (0, arrival, rid)
+            return (1, -(priority + wait / aging_s), *edf)
+
+        return sorted(self.ready.values(), key=key)
 
 
 def _check_degree(degree, who):
