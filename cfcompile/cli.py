@@ -215,42 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--prefetch-depth", help="an int or auto (default)")
     q.add_argument("--tiny", action="store_true", help="the preset's tiny config (seconds; to try the tool)")
     q.add_argument("--out", help="directory for plan.json, prediction.json, timeline.json (Perfetto), timeline.png")
-    tables = ("--profile H100 or H200: the cost table predicted by plan_model that ships with cfcompile; --costs "
-              "FILE: a table of your own; neither: the synthetic table (GF-DiT's H20 numbers)")
-    w = sub.add_parser("workload", help="generate a serving workload for simulate (JSON lines, one request a line)",
-                       description="Generate a serving workload. Deadlines and the arrival rate are priced by a "
-                                   "cost table: " + tables + ". Simulate it with the same table.")
-    w.add_argument("--mix", default="gfdit", help="gfdit, bursty or uniform (optionally :qwen-image or :wan)")
-    w.add_argument("--gpus", type=int, default=8, help="pool size the arrival rate is scaled to")
-    w.add_argument("--minutes", type=float, default=10.0)
-    w.add_argument("--load", type=float, default=1.0, help="offered load relative to the pool")
-    w.add_argument("--seed", type=int, default=0)
-    w.add_argument("--profile", help="H100 or H200: price with the shipped plan_model table")
-    w.add_argument("--costs", help="cost table JSON")
-    w.add_argument("--out", required=True)
-    m = sub.add_parser("simulate", help="simulate serving a workload on a GPU pool under one or more scheduling "
-                                        "policies: one comparison table, a summary and trace per policy",
-                       description="Simulate serving a workload under each --policy. Costs: " + tables + ". "
-                                   "Writes OUT/<policy>/summary.json and trace.json, OUT/comparison.md, "
-                                   ".json and .png (latency CDF, SLO attainment per class).")
-    m.add_argument("workload")
-    m.add_argument("--gpus", type=int, help="pool size (default: what --gpu-memory lists, else 8)")
-    m.add_argument("--policy", action="append", required=True,
-                   help="static-<k>, fcfs, srtf, edf (edf-best-fit), memory-aware, preempt or module:factory; repeat "
-                        "to compare")
-    m.add_argument("--profile", help="H100 or H200: the shipped plan_model cost table and that GPU's memory")
-    m.add_argument("--costs", help="cost table JSON (overrides --profile's table)")
-    m.add_argument("--refit", metavar="MEASURED_CSV",
-                   help="measured stage times (columns model,stage,tokens,degree,ms) that correct the table")
-    m.add_argument("--refit-mode", choices=("calibrate", "replace"), default="calibrate",
-                   help="calibrate: scale each measured model/stage by median measured/predicted (default); "
-                        "replace: refit the measured degrees from the rows")
-    m.add_argument("--chunk-steps", type=int, default=5)
-    m.add_argument("--gpu-memory", "--mem-gb", dest="gpu_memory",
-                   help="GB per GPU: one number, or SIZExCOUNT parts such as 80x4,24x4 (default: the profile's GPU, "
-                        "80 for H100 and 141 for H200; 96 without a profile)")
-    m.add_argument("--no-plot", action="store_true", help="skip OUT/comparison.png")
-    m.add_argument("--out", required=True, help="directory: <policy>/summary.json, <policy>/trace.json, comparison.*")
+    from .elastic.serving.commands import (SIMULATE_DESCRIPTION, WORKLOAD_DESCRIPTION, add_simulate_arguments,
+                                           add_workload_arguments)
+
+    add_workload_arguments(sub.add_parser(
+        "workload", help="generate a serving workload for simulate (JSON lines, one request a line)",
+        description=WORKLOAD_DESCRIPTION))
+    add_simulate_arguments(sub.add_parser(
+        "simulate", help="simulate serving a workload on a GPU pool under one or more scheduling policies: one "
+                         "comparison table, a summary and trace per policy", description=SIMULATE_DESCRIPTION))
     c = sub.add_parser("costs", help="predict a serving cost table with plan_model (no GPU): stage times per model, "
                                      "token count and SP degree, with the source of every row",
                        description="Predict the serving cost table of a GPU profile with plan_model (no GPU): "
@@ -280,59 +253,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def workload(args: argparse.Namespace) -> int:
-    from .elastic.serving.planned import load_costs
-    from .elastic.serving.workload import generate_workload, write_workload
+    from .elastic.serving.commands import run_workload
 
-    try:
-        table = load_costs(args.profile, args.costs)
-        reqs = generate_workload(args.mix, args.gpus, args.minutes, args.load, args.seed, costs=table)
-    except (ValueError, OSError) as e:
-        print(f"cfcompile workload: {e}", file=sys.stderr)
-        return 2
-    print(f"{len(reqs)} requests -> {write_workload(reqs, args.out)}")
-    return 0
+    return run_workload(args, "cfcompile workload")
 
 
 def simulate(args: argparse.Namespace) -> int:
-    """Each policy on the same workload: one comparison table, and ``OUT/<policy>/`` with its summary and trace."""
-    from .elastic.serving.placement import parse_gpu_memory
-    from .elastic.serving.planned import gpu_memory, load_costs
-    from .elastic.serving.report import comparison_table, write_comparison
-    from .elastic.serving.simulator import SimConfig, simulate as run
-    from .elastic.serving.workload import read_workload
+    from .elastic.serving.commands import run_simulate
 
-    try:
-        requests = read_workload(args.workload)
-        costs = load_costs(args.profile, args.costs, args.refit, args.refit_mode)
-        spec = args.gpu_memory or gpu_memory(args.profile) or 96.0
-        mem = parse_gpu_memory(spec, args.gpus if args.gpus else (8 if "x" not in str(spec) else None))
-        gpus = len(mem)
-        config = SimConfig(chunk_steps=args.chunk_steps, mem_gb=mem)
-        results = []
-        for name in args.policy:
-            results.append(run(requests, gpus, name, costs, config))
-            results[-1].policy = name  # as asked for (edf-best-fit, module:factory): the row and folder name
-        paths = write_comparison(results, Path(args.out), plot=not args.no_plot)
-    except (ValueError, OSError) as e:
-        print(f"cfcompile simulate: {e}", file=sys.stderr)
-        return 2
-    pool = ", ".join(f"{n} x {gb:g} GB" for gb, n in _runs(mem))
-    print(f"{len(requests)} requests on {gpus} GPUs ({pool})")
-    print(comparison_table([r.summary for r in results]))
-    if not args.no_plot and not any(p.suffix == ".png" for p in paths):
-        print("no comparison.png: matplotlib is not installed (pip install matplotlib)")
-    print(f"wrote {', '.join(str(p) for p in paths)} and a summary.json and trace.json per policy")
-    return 0
-
-
-def _runs(values):
-    out = []
-    for v in values:
-        if out and out[-1][0] == v:
-            out[-1][1] += 1
-        else:
-            out.append([v, 1])
-    return out
+    return run_simulate(args, "cfcompile simulate")
 
 
 def costs(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Elastic serving, layer two: requests as task DAGs, policies, cost tables, and a simulator of a GPU pool.
 
 A request (``Request``) compiles to ``text_encode -> prepare -> denoise chunks -> vae_decode`` (``build_tasks``);
-a policy (``make_policy``: static-k, fcfs, srtf, edf, memory-aware, preempt, or ``module:factory``) turns
+a policy (``make_policy``: static-k, fcfs, srtf, edf, edf-triage, memory-aware, preempt, or ``module:factory``) turns
 events into assignments (a task with its group of GPUs); ``simulate`` drives it over a deterministic discrete-event
 model of the pool, costs from a ``CostTable`` (``t = a·x² + b·x + c`` per stage and SP degree: predicted by
 ``plan_model`` without a GPU, ``costs_from_model`` / ``shipped_costs``, and calibrated or refit from measurements),

@@ -13,7 +13,9 @@ Built in (``make_policy(name)``)::
     fcfs          arrival order, each DiT task at the degree predicted fastest among those that fit
     srtf          shortest remaining single-GPU time first, same degrees as fcfs
     edf           EDF best-fit: earliest deadline first, the smallest degree whose predicted finish meets the
-                  deadline (else the fastest), spare GPUs to urgent requests only where wider is faster
+                  deadline (else the fastest), spare GPUs to urgent requests only where wider is faster; as
+                  GF-DiT's, a request that can no longer meet its deadline keeps its place in deadline order
+    edf-triage    edf, but requests that can no longer meet their deadline go after those that still can
     memory-aware  EDF best-fit over groups rather than degrees: each candidate group is priced with its model
                   load and, where a GPU cannot hold the model, the streamed step time (``view.group_s``); groups
                   holding the model resident, then GPUs it fits on, come first, and a pool of small GPUs serves a
@@ -24,6 +26,9 @@ Built in (``make_policy(name)``)::
                   request first, so the oldest request's task starts within starve_s + the longest task
     module:func   a user's factory, called with the keyword arguments given to make_policy
 
+The ready queue of fcfs, srtf, edf, memory-aware and static-k stays sorted across instants (their keys do not
+change while a task waits; see :class:`QueuePolicy`), so an instant costs the tasks it looks at, not the backlog.
+
 Groups are formed on demand from free GPUs, preferring, in order: GPUs holding the request's state (no
 reshard), GPUs no other waiting request's state sits on, low ranks. fcfs, srtf, edf and preempt price degrees with
 the cost table's resident times, as a profiled table (GF-DiT's) does, and ignore which GPU holds which model: the
@@ -32,11 +37,15 @@ simulator still charges loads and streaming, so memory-aware's gain over edf is 
 
 from __future__ import annotations
 
+import abc
+import bisect
+import heapq
 import importlib
+import itertools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 from .costs import CostTable
 from .requests import VAE_DECODE, Request, Task
@@ -95,13 +104,24 @@ class Policy(Protocol):
     def on_worker_event(self, event: WorkerEvent, view: View) -> Sequence[Task]: ...
 
 
-class QueuePolicy:
-    """Keeps the runnable tasks and places them once per instant with :meth:`schedule`."""
+class QueuePolicy(abc.ABC):
+    """Keeps the runnable tasks and places them once per instant with :meth:`schedule`.
+
+    ``self.ready`` maps task id -> task. :meth:`ordered` gives them in :meth:`key` order: a policy whose key of a
+    task does not change while the task waits (it depends on the task, its request and the request's progress,
+    not on the time or on other tasks) sets ``static_key = True`` in the class that defines ``key``; the queue
+    then stays sorted across instants (insertion by bisection) instead of being sorted at every event. Keys must
+    then be distinct (the built-in ones end with the request id; a request has one runnable task at a time). A
+    subclass that overrides ``key`` without declaring ``static_key`` there is sorted at every call, as before.
+    """
 
     name = "queue"
 
     def __init__(self):
         self.ready: dict[str, Task] = {}
+        self._static = _declares_static_key(type(self))
+        self._queue: list[tuple] = []  # (key, task id), sorted; only with a static key
+        self._qkey: dict[str, tuple] = {}
 
     def on_request_submitted(self, request, tasks, view):
         return self._tick(view)
@@ -109,6 +129,7 @@ class QueuePolicy:
     def on_tasks_runnable(self, tasks, view):
         for t in tasks:
             self.ready[t.id] = t
+            self._added(t, view)
         return self._tick(view)
 
     def on_worker_event(self, event, view):
@@ -120,14 +141,48 @@ class QueuePolicy:
         out = self.schedule(view)
         for t in out:
             del self.ready[t.id]
+            self._removed(t, view)
         if out:
             logger.debug("%s at %.3f: placed %d of %d runnable tasks", self.name, view.now, len(out),
                          len(out) + len(self.ready))
         return out
 
+    def key(self, task: Task, view: View):
+        """Order of the runnable tasks (smallest first)."""
+        return (view.request(task.request).arrival_s, task.request, task.id)
+
+    def _added(self, task: Task, view: View) -> None:
+        """``task`` became runnable (it is in ``self.ready``)."""
+        if self._static:
+            k = self._qkey[task.id] = (self.key(task, view), task.id)
+            bisect.insort(self._queue, k)
+
+    def _removed(self, task: Task, view: View) -> None:
+        """``task`` was placed (it left ``self.ready``)."""
+        if self._static:
+            self._unqueue(self._qkey.pop(task.id))
+
+    def _unqueue(self, qk: tuple) -> None:
+        del self._queue[bisect.bisect_left(self._queue, qk)]
+
+    def ordered(self, view: View) -> Iterable[Task]:
+        """The runnable tasks, smallest :meth:`key` first."""
+        if self._static:
+            ready = self.ready
+            return (ready[tid] for _, tid in self._queue)
+        return sorted(self.ready.values(), key=lambda t: self.key(t, view))
+
+    @abc.abstractmethod
     def schedule(self, view: View) -> list[Task]:
         """Assignments for some of ``self.ready`` onto ``view.free``."""
-        raise NotImplementedError
+
+
+def _declares_static_key(cls) -> bool:
+    """Whether the class that defines ``cls.key`` also declares ``static_key = True``."""
+    for k in cls.__mro__:
+        if "key" in k.__dict__:
+            return bool(k.__dict__.get("static_key", False))
+    return False
 
 
 class StaticSP(QueuePolicy):
@@ -140,6 +195,11 @@ class StaticSP(QueuePolicy):
         self.k, self.name = k, f"static-{k}"
         self.pin: dict[str, int] = {}
 
+    static_key = True  # a waiting task's request is pinned from its first placement to its last: fixed while it waits
+
+    def key(self, task, view):
+        return (task.request not in self.pin, view.request(task.request).arrival_s, task.request)
+
     def groups(self, gpus: int) -> list[tuple[int, ...]]:
         if gpus % self.k:
             raise ValueError(f"static-{self.k}: {gpus} GPUs do not split into groups of {self.k}; use a k that "
@@ -148,8 +208,7 @@ class StaticSP(QueuePolicy):
 
     def schedule(self, view):
         groups, free, out = self.groups(view.gpus), set(view.free), []
-        key = lambda t: (t.request not in self.pin, view.request(t.request).arrival_s, t.request)  # noqa: E731
-        for t in sorted(self.ready.values(), key=key):
+        for t in self.ordered(view):
             gi = self.pin.get(t.request)
             if gi is None:  # pinned tasks come first, so from here on only free groups matter
                 opts = [i for i, g in enumerate(groups) if free.issuperset(g)]
@@ -178,8 +237,14 @@ class ElasticPolicy(QueuePolicy):
     widen = False
     """Hand spare GPUs to placed requests (in order) where the cost model says wider is faster."""
 
+    def __init__(self):
+        super().__init__()
+        self._taken: dict[int, int] = {}  # GPU -> runnable tasks whose request's state sits on it
+        self._held: dict[str, tuple[int, ...]] = {}
+
+    @abc.abstractmethod
     def key(self, task: Task, view: View):
-        raise NotImplementedError
+        """Order of the runnable tasks (smallest first)."""
 
     def degree(self, task: Task, budget: int, view: View) -> int | None:
         """SP degree for a DiT task, at most ``budget``; None = leave it waiting."""
@@ -188,14 +253,29 @@ class ElasticPolicy(QueuePolicy):
     def estimate_s(self, task: Task, degree: int, view: View) -> float:
         return view.remaining_s(task.request, degree)
 
+    # a request's state holders do not change while one of its tasks waits: count them as tasks come and go
+    def _added(self, task, view):
+        super()._added(task, view)
+        held = self._held[task.id] = tuple(view.holders(task.request))
+        for g in held:
+            self._taken[g] = self._taken.get(g, 0) + 1
+
+    def _removed(self, task, view):
+        super()._removed(task, view)
+        for g in self._held.pop(task.id):
+            n = self._taken[g] - 1
+            if n:
+                self._taken[g] = n
+            else:
+                del self._taken[g]
+
     def schedule(self, view):
         free = set(view.free)
-        tasks = sorted(self.ready.values(), key=lambda t: self.key(t, view))
         plans, budget = [], len(free)
-        for t in tasks:
+        for t in self.ordered(view):
             if budget <= 0:
                 break
-            holders = view.holders(t.request)
+            holders = self._held[t.id]
             if holders and free.isdisjoint(holders):
                 continue  # its state sits on busy GPUs: wait for one of them
             d = self.degree(t, budget, view) if t.parallel else 1
@@ -204,10 +284,7 @@ class ElasticPolicy(QueuePolicy):
                 budget -= d
         if self.widen:
             _widen(plans, budget, view, self.estimate_s)
-        taken: dict[int, int] = {}
-        for t in tasks:
-            for g in view.holders(t.request):
-                taken[g] = taken.get(g, 0) + 1
+        taken = self._taken  # GPU -> runnable tasks whose state sits on it
         out = []
         for t, d in plans:
             group = _pick(t, d, free, view, taken)
@@ -282,6 +359,8 @@ class FCFS(ElasticPolicy):
         super().__init__()
         self._degree = _check_degree(degree, self.name)
 
+    static_key = True  # fixed while the task waits
+
     def key(self, task, view):
         req = view.request(task.request)
         return (req.arrival_s, req.id)
@@ -298,16 +377,42 @@ class SRTF(FCFS):
 
     name = "srtf"
 
+    static_key = True  # fixed while the task waits
+
     def key(self, task, view):
         req = view.request(task.request)
         return (view.remaining_s(req.id, 1), req.arrival_s, req.id)
 
 
 class EDFBestFit(ElasticPolicy):
-    """Earliest deadline first; best-fit degree; spare GPUs to urgent requests where wider is faster."""
+    """Earliest deadline first; best-fit degree; spare GPUs to urgent requests where wider is faster.
+
+    As GF-DiT's ``EdfBestFitSchedulerPolicy`` (``vllm_omni/diffusion/runtime_v2/policies/edf_best_fit.py``): strict
+    EDF order; a request that no degree brings in by its deadline ("doomed" there) is still served in deadline
+    order, at the degree predicted to finish soonest; nothing is dropped or put back. Under overload that is the
+    EDF domino effect: the GPUs go to requests already late, and the ones behind them become late too.
+
+    ``triage`` (default off here, on in :class:`MemoryAware`; ``edf-triage`` names it): a request that cannot meet
+    its deadline any more, even resident at its fastest degree (now > deadline - that time), goes after every
+    request that still can (EDF among each). It still runs, after the others: nothing starves while GPUs idle.
+    """
 
     name = "edf"
     widen = True
+
+    def __init__(self, triage: bool = False):
+        super().__init__()
+        self.triage = bool(triage)
+        if self.triage and not self._static:
+            raise ValueError(f"{type(self).__name__}: triage needs the EDF key (static_key); {type(self).__name__}.key "
+                             "overrides it")
+        # With triage, two sorted queues, EDF order in each: ``_queue`` (requests that can still meet their
+        # deadline) and ``_late``; a task moves to ``_late`` once now passes its latest start (a heap of those).
+        self._late: list[tuple] = []
+        self._is_late: set[str] = set()
+        self._due: list[tuple] = []  # heap of (latest start, queue entry) of tasks in _queue
+
+    static_key = True  # fixed while the task waits
 
     def key(self, task, view):
         req = view.request(task.request)
@@ -315,6 +420,40 @@ class EDFBestFit(ElasticPolicy):
 
     def degree(self, task, budget, view):
         return best_fit(task, budget, view, self.estimate_s)
+
+    def latest_start(self, task: Task, view: View) -> float:
+        """The latest time the request can go on and still meet its deadline (resident, at its fastest degree)."""
+        req = view.request(task.request)
+        if req.deadline_s is None:
+            return math.inf
+        return req.deadline_s - min(view.remaining_s(req.id, d) for d in view.degrees(req.model))
+
+    def _added(self, task, view):
+        super()._added(task, view)
+        if self.triage:
+            late = self.latest_start(task, view)
+            if late < math.inf:
+                heapq.heappush(self._due, (late, self._qkey[task.id]))
+
+    def _unqueue(self, qk):
+        if qk[1] in self._is_late:
+            self._is_late.remove(qk[1])
+            del self._late[bisect.bisect_left(self._late, qk)]
+        else:
+            super()._unqueue(qk)
+
+    def ordered(self, view):
+        if not self.triage:
+            return super().ordered(view)
+        now, due = view.now, self._due
+        while due and due[0][0] < now:
+            _, qk = heapq.heappop(due)
+            if qk[1] in self._qkey:  # still waiting (placed tasks leave their heap entry behind)
+                super()._unqueue(qk)
+                bisect.insort(self._late, qk)
+                self._is_late.add(qk[1])
+        ready = self.ready
+        return itertools.chain((ready[tid] for _, tid in self._queue), (ready[tid] for _, tid in self._late))
 
 
 class MemoryAware(EDFBestFit):
@@ -327,47 +466,28 @@ class MemoryAware(EDFBestFit):
     spare GPUs then widen placed groups (in order) where that is faster. A model that fits no free GPU still runs,
     streamed, when that is the best estimate: a pool of small GPUs serves it.
 
-    ``triage`` (default on): a request that cannot meet its deadline any more, even resident at its fastest
-    degree, goes after every request that still can (EDF among each). Plain EDF spends GPUs on such requests
-    first, so under overload one late request makes the next ones late too; ``triage=False`` turns it off, to
-    measure what it is worth on its own.
+    ``triage`` (default on, see :class:`EDFBestFit`): a request that cannot meet its deadline any more, even
+    resident at its fastest degree, goes after every request that still can (EDF among each). Plain EDF spends
+    GPUs on such requests first, so under overload one late request makes the next ones late too;
+    ``triage=False`` (``memory-aware-notriage``) turns it off, to measure what it is worth on its own.
     """
 
     name = "memory-aware"
 
     def __init__(self, triage: bool = True):
-        super().__init__()
-        self.triage = bool(triage)
+        super().__init__(triage=triage)
         if not self.triage:
             self.name = "memory-aware-notriage"
-        self._keys: dict[str, tuple] = {}  # task id -> (latest start that can still meet the deadline, EDF key)
-
-    def key(self, task, view):
-        # the whole backlog is sorted every instant: each task is priced once, only the comparison with now is new
-        k = self._keys.get(task.id)
-        if k is None:
-            req = view.request(task.request)
-            best = min(view.remaining_s(req.id, d) for d in view.degrees(req.model))
-            late = math.inf if req.deadline_s is None or not self.triage else req.deadline_s - best
-            k = self._keys[task.id] = (late, super().key(task, view))
-        return (view.now > k[0], k[1])
-
-    def on_worker_event(self, event, view):
-        self._keys.pop(event.task.id, None)
-        return super().on_worker_event(event, view)
 
     def schedule(self, view):
         free = set(view.free)
-        tasks = sorted(self.ready.values(), key=lambda t: self.key(t, view))
-        taken: dict[int, int] = {}
-        for t in tasks:
-            for g in view.holders(t.request):
-                taken[g] = taken.get(g, 0) + 1
+        tasks = self.ordered(view)
+        taken = self._taken
         plans: list[list] = []  # [task, group, estimate]
         for t in tasks:
             if not free:
                 break
-            holders = view.holders(t.request)
+            holders = self._held[t.id]
             if holders and free.isdisjoint(holders):
                 continue  # its state sits on busy GPUs: wait for one of them
             order = self._order(t, free, view, taken)
@@ -425,6 +545,7 @@ class Preemptive(EDFBestFit):
             raise ValueError(f"Preemptive: aging_s must be > 0 and starve_s >= 0 (math.inf turns either off), got "
                              f"{aging_s}, {starve_s}")
         self.aging_s, self.starve_s = float(aging_s), float(starve_s)
+        self._parts: dict[str, tuple] = {}  # task id -> what its key needs besides the time
 
     def key(self, task, view):
         req = view.request(task.request)
@@ -433,6 +554,31 @@ class Preemptive(EDFBestFit):
             return (0, req.arrival_s, req.id)
         return (1, -(req.priority + wait / self.aging_s), *super().key(task, view))
 
+    # The key changes with the time, so the queue is sorted at every call; the parts that do not are kept.
+    def _added(self, task, view):
+        super()._added(task, view)
+        req = view.request(task.request)
+        self._parts[task.id] = (req.arrival_s, req.id, req.priority, view.ready_since(task.id),
+                                EDFBestFit.key(self, task, view))
+
+    def _removed(self, task, view):
+        super()._removed(task, view)
+        del self._parts[task.id]
+
+    def ordered(self, view):
+        if type(self).key is not Preemptive.key:
+            return super().ordered(view)
+        now, starve_s, aging_s, parts = view.now, self.starve_s, self.aging_s, self._parts
+
+        def key(t):  # = self.key(t, view), the same arithmetic
+            arrival, rid, priority, since, edf = parts[t.id]
+            wait = now - since
+            if wait >= starve_s:
+                return (0, arrival, rid)
+            return (1, -(priority + wait / aging_s), *edf)
+
+        return sorted(self.ready.values(), key=key)
+
 
 def _check_degree(degree, who):
     if degree != "fastest" and (isinstance(degree, bool) or not isinstance(degree, int) or degree < 1):
@@ -440,8 +586,14 @@ def _check_degree(degree, who):
     return degree
 
 
-BUILTIN = {"fcfs": FCFS, "srtf": SRTF, "edf": EDFBestFit, "edf-best-fit": EDFBestFit, "memory-aware": MemoryAware,
+BUILTIN = {"fcfs": FCFS, "srtf": SRTF, "edf": EDFBestFit, "edf-best-fit": EDFBestFit,
+           "edf-triage": lambda **kw: _named(EDFBestFit(triage=True, **kw), "edf-triage"), "memory-aware": MemoryAware,
            "memory-aware-notriage": lambda **kw: MemoryAware(triage=False, **kw), "preempt": Preemptive}
+
+
+def _named(policy, name):
+    policy.name = name
+    return policy
 
 
 def make_policy(spec, **kwargs) -> Policy:
