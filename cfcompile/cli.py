@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                      help="the tiny random-weight pipeline (cfcompile.tiny_pipelines; the CPU, seconds; its small "
                           "sizes and steps are the defaults)")
     src.add_argument("--random-weights", action="store_true",
-                     help="the full-size pipeline built from its config with random weights (no download)")
+                     help="the full-size pipeline built from its released config with random weights, no download "
+                          "(flux and wan: cfcompile.full_pipelines)")
     g.add_argument("--prompt", default="a photo of a cat")
     sizes = ", ".join(f"{k} {c['height']}x{c['width']}" + (f"x{c['num_frames']}" if "num_frames" in c else "")
                       + f" {c['num_inference_steps']} steps" for k, c in CALLS.items())
