@@ -7,6 +7,9 @@
     cfcompile workload --mix gfdit --gpus 8 --profile H100 --out w.jsonl
     cfcompile simulate w.jsonl --profile H100 --gpu-memory 80x4,24x4 --policy edf --policy memory-aware --out sim/
     cfcompile costs --profile H100 --out costs.json      # the cost table, predicted by plan_model (no GPU)
+    cfcompile generate --pipeline flux --prompt "a red fox in the snow" --memory-budget 16GiB --out fox.png
+                                         # a whole pipeline (local folder or hub cache) under a device-memory budget
+    cfcompile generate --pipeline wan --tiny --out clip.mp4   # tiny random weights: the CPU, seconds
 """
 
 from __future__ import annotations
@@ -235,6 +238,48 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--degrees", default="1,2,4,8", help="SP degrees, comma-separated, including 1")
     c.add_argument("--tiny", action="store_true", help="the presets' tiny configs (seconds; to try the tool)")
     c.add_argument("--out", required=True, help="JSON file to write")
+    g = sub.add_parser("generate", help="generate an image or video with a whole diffusers pipeline (Flux, "
+                                        "Qwen-Image, Wan) offloaded and compiled under a device-memory budget",
+                       description="Generate an image or a video with a diffusers pipeline whose components are "
+                                   "offloaded to host memory and compiled with chunkflow (cfcompile.apply), under "
+                                   "one device-memory budget. The pipeline loads from a local folder or the hub "
+                                   "cache (nothing is downloaded); --tiny and --random-weights need neither. Prints "
+                                   "a progress bar over the denoising steps and a summary line: seconds, peak "
+                                   "device memory, bytes streamed per step.")
+    from .pipelines import CALLS, REPOS
+
+    g.add_argument("--pipeline", choices=tuple(REPOS),
+                   help="; ".join(f"{k}: {v}" for k, v in REPOS.items()) + " (the default repository of --model; "
+                        "default flux)")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--model", metavar="PATH_OR_REPO",
+                     help="a local pipeline folder, or a hub repository id in the hub cache (default: --pipeline's)")
+    src.add_argument("--tiny", action="store_true",
+                     help="the tiny random-weight pipeline (cfcompile.tiny_pipelines; the CPU, seconds; its small "
+                          "sizes and steps are the defaults)")
+    src.add_argument("--random-weights", action="store_true",
+                     help="the full-size pipeline built from its released config with random weights, no download "
+                          "(flux and wan: cfcompile.full_pipelines)")
+    g.add_argument("--prompt", default="a photo of a cat")
+    sizes = ", ".join(f"{k} {c['height']}x{c['width']}" + (f"x{c['num_frames']}" if "num_frames" in c else "")
+                      + f" {c['num_inference_steps']} steps" for k, c in CALLS.items())
+    g.add_argument("--height", type=int, help=f"default: the pipeline's ({sizes})")
+    g.add_argument("--width", type=int)
+    g.add_argument("--frames", type=int, help="video frames (4k+1 for Wan)")
+    g.add_argument("--steps", type=int, help="denoising steps")
+    g.add_argument("--guidance", type=float, help="guidance scale (Qwen-Image: true CFG scale)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", help="cuda or cpu (default: cuda if available)")
+    g.add_argument("--dtype", choices=tuple(_DTYPES), help="default: bf16 on cuda, fp32 on the CPU")
+    g.add_argument("--memory-budget", help="device memory for all components together, e.g. 16GiB")
+    g.add_argument("--resident-fraction", type=float)
+    g.add_argument("--eager", action="append", default=[], metavar="COMPONENT",
+                   help="offload this component but do not compile it (e.g. vae); repeatable")
+    g.add_argument("--check", action="store_true",
+                   help="also run the plain pipeline first (same seed, on the device: it must fit there whole) and "
+                        "compare the outputs; exit 1 if they differ")
+    g.add_argument("--out", required=True,
+                   help="image: .png or .jpg; video: .mp4 (a .gif instead if imageio-ffmpeg is missing) or .gif")
     # parse_args reports options no parser knows with the top-level usage; the subcommand's usage says more
     args, extra = p.parse_known_args(argv)
     if extra:
@@ -249,7 +294,144 @@ def main(argv: list[str] | None = None) -> int:
         return simulate(args)
     if args.command == "costs":
         return costs(args)
+    if args.command == "generate":
+        return generate(args, sub.choices["generate"])
     return 2
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+_IMAGE, _VIDEO = (".png", ".jpg", ".jpeg"), (".mp4", ".gif")
+
+
+def generate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Load, apply, generate, write; errors in what was asked for go through ``parser.error`` (exit 2)."""
+    import numpy as np
+
+    import cfcompile
+
+    from .config import parse_bytes
+    from .offload import store_of
+    from .pipelines import REPOS, VIDEO, call_arguments, load_pipeline, save_output
+
+    if args.model is None and args.pipeline is None:
+        args.pipeline = "flux"
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in _IMAGE + _VIDEO:
+        parser.error(f"--out {args.out}: write an image (.png, .jpg) or a video (.mp4, .gif)")
+    if args.pipeline is not None and (args.pipeline in VIDEO) != (suffix in _VIDEO):
+        kind = "a video" if args.pipeline in VIDEO else "an image"
+        parser.error(f"--out {args.out}: --pipeline {args.pipeline} makes {kind}; name a "
+                     f"{'.mp4 or .gif' if args.pipeline in VIDEO else '.png or .jpg'} file")
+    if args.device and (problem := _check_device(args.device)):
+        parser.error(problem)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = _DTYPES[args.dtype] if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    options = {}
+    try:
+        if args.memory_budget is not None:
+            options["memory_budget"] = parse_bytes(args.memory_budget, key="--memory-budget")
+    except ValueError as e:
+        parser.error(str(e))
+    if args.resident_fraction is not None:
+        options["resident_fraction"] = args.resident_fraction
+
+    t0 = time.perf_counter()
+    try:
+        if args.random_weights:
+            from .full_pipelines import full_pipeline
+
+            name = args.pipeline
+            pipe = full_pipeline(name, dtype, fill_device=device if device.type == "cuda" else None)
+            if name in VIDEO:
+                pipe.vae.to(torch.float32)   # as load_pipeline keeps Wan's VAE
+        else:
+            pipe, name = load_pipeline(args.pipeline, args.model, dtype=dtype, tiny=args.tiny)
+    except ImportError as e:
+        parser.error(f"{e}" if not args.random_weights else
+                     f"--random-weights needs cfcompile.full_pipelines, which this cfcompile does not have ({e})")
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    if (name in VIDEO) != (suffix in _VIDEO):
+        parser.error(f"--out {args.out}: {args.model} is a {name} pipeline, which makes "
+                     f"{'a video' if name in VIDEO else 'an image'}")
+    call = call_arguments(name, tiny=args.tiny, height=args.height, width=args.width, frames=args.frames,
+                          steps=args.steps, guidance=args.guidance)
+    steps = call["num_inference_steps"]
+    source = args.model or ("tiny, random weights" if args.tiny else "random weights" if args.random_weights
+                            else REPOS[name])
+    print(f"{name} ({source}), {dtype} on {device}, loaded in {time.perf_counter() - t0:.1f} s; "
+          f"{call['height']}x{call['width']}"
+          f"{' x ' + str(call['num_frames']) + ' frames' if 'num_frames' in call else ''}, {steps} steps", flush=True)
+
+    def run(desc: str):
+        pipe.set_progress_bar_config(disable=False, desc=desc, leave=True)
+        ends: list[float] = []
+
+        def at_step_end(pipe_, i, t, kwargs):
+            ends.append(time.perf_counter())
+            return {}
+
+        begin = time.perf_counter()
+        with torch.no_grad():
+            result = pipe(prompt=args.prompt, generator=torch.Generator().manual_seed(args.seed), output_type="np",
+                          callback_on_step_end=at_step_end, **call)
+        return (result.frames if name in VIDEO else result.images)[0], time.perf_counter() - begin, ends
+
+    plain = None
+    if args.check:   # the plain pipeline on the device: it must fit there whole
+        pipe.to(device)
+        plain = run("plain pipeline")[0]
+        pipe.to("cpu")
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    try:
+        cfcompile.apply(pipe, device=device, eager=args.eager, **options)
+    except ValueError as e:
+        parser.error(str(e))
+    print("components:", ", ".join(f"{k} ({v})" for k, v in pipe._cfcompile_applied.summary().items()), flush=True)
+    dits = [store_of(m) for m in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None))
+            if m is not None]
+    before = _streamed(dits)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        result, seconds, ends = run("denoising (chunkflow)")
+    except Exception as e:   # a budget too small for the plan: Dynamo wraps the backend's error
+        from .plan.search import BudgetError
+
+        cause = getattr(e, "inner_exception", None) or e.__cause__
+        if not isinstance(e, BudgetError) and not isinstance(cause, BudgetError):
+            raise
+        print(f"cfcompile generate: {cause if isinstance(cause, BudgetError) else e}", file=sys.stderr)
+        cfcompile.restore(pipe)
+        return 2
+    streamed_per_step = (_streamed(dits) - before) / max(1, len(ends))
+    peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "n/a (cpu)"
+    later = f", then {(ends[-1] - ends[0]) / (len(ends) - 1):.2f} s/step" if len(ends) > 1 else ""
+    print(f"generated in {seconds:.1f} s (compiling included{later}); peak device memory {peak}; streamed "
+          f"{format_bytes(streamed_per_step)}/step (the transformer's compiled blocks)", flush=True)
+    ok = True
+    if plain is not None:
+        diff = np.abs(result.astype(np.float32) - plain.astype(np.float32))
+        tol = 1e-3 if dtype == torch.float32 else 5e-2
+        ok = float(diff.max()) <= tol
+        print(f"check against the plain pipeline: max difference {diff.max():.2e}, mean {diff.mean():.2e} "
+              f"({'OK' if ok else 'MISMATCH'}, tolerance {tol:g})")
+    written = save_output(result, out)
+    if written != out:
+        print(f"imageio-ffmpeg is not installed (pip install imageio imageio-ffmpeg): wrote a GIF instead of {out}")
+    print(f"wrote {written}")
+    cfcompile.restore(pipe)
+    return 0 if ok else 1
+
+
+def _streamed(stores) -> int:
+    """Bytes the live chunkflow graphs reading from ``stores`` have streamed so far (their plans, per call)."""
+    from .compiler.backend import compiled_graphs
+
+    return sum(info.served[1] for info in compiled_graphs() if any(info.reads_from(s) for s in stores))
 
 
 def workload(args: argparse.Namespace) -> int:

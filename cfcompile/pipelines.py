@@ -30,12 +30,17 @@ Weights outside the compiled parts (a DiT's embedders and output layers under re
 `restore` undoes everything `apply` did, in reverse: compiled wrappers removed, the chunkflow graphs that read the
 components' weights released (their device memory freed), weights ordinary tensors again on the device they were on
 before (their dtype never changed). A component that was offloaded before `apply` stays offloaded.
+
+`load_pipeline` loads one by name (tiny, or from a folder or the hub cache, never downloading) and `call_arguments`
+gives what to call it with, `save_output` writes the image or video (`cfcompile generate` and the examples use
+them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
@@ -247,3 +252,137 @@ def restore(obj: Any) -> None:
         return
     raise ValueError(f"restore: this {type(obj).__name__} was not given to cfcompile.apply (nor is it a module "
                      f"offloaded with cfcompile.offload): nothing to restore")
+
+
+# Loading ---------------------------------------------------------------------------------------------------------
+# What `cfcompile generate` and the examples share: a pipeline by name (tiny, or from a local folder or the hub
+# cache, never downloaded) and the arguments to call it with.
+
+#: The hub repository each pipeline name loads by default.
+REPOS = {"flux": "black-forest-labs/FLUX.1-dev", "qwen-image": "Qwen/Qwen-Image",
+         "wan": "Wan-AI/Wan2.1-T2V-14B-Diffusers", "wan2.2": "Wan-AI/Wan2.2-T2V-A14B-Diffusers"}
+
+#: Call arguments of the released pipelines (their model cards' sizes, steps and guidance).
+CALLS: dict[str, dict[str, Any]] = {
+    "flux": dict(height=1024, width=1024, num_inference_steps=28, guidance_scale=3.5),
+    "qwen-image": dict(height=1024, width=1024, num_inference_steps=50, true_cfg_scale=4.0),
+    "wan": dict(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0),
+    "wan2.2": dict(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=4.0,
+                   guidance_scale_2=3.0),
+}
+
+VIDEO = ("wan", "wan2.2")
+_CLASSES = {"FluxPipeline": "flux", "QwenImagePipeline": "qwen-image", "WanPipeline": "wan"}
+
+
+def pipeline_name(pipe: Any) -> str | None:
+    """``"flux"``, ``"qwen-image"``, ``"wan"`` or ``"wan2.2"`` (two experts), for those pipelines, else None."""
+    name = _CLASSES.get(type(pipe).__name__)
+    if name == "wan" and getattr(pipe, "transformer_2", None) is not None:
+        return "wan2.2"
+    return name
+
+
+def _is_repo_id(model: str) -> bool:
+    owner, _, repo = model.partition("/")
+    return bool(owner and repo) and "/" not in repo and not model.startswith((".", "~"))
+
+
+def load_pipeline(name: str | None = None, model: str | None = None, *, dtype: torch.dtype = torch.bfloat16,
+                  tiny: bool = False) -> tuple[Any, str]:
+    """A pipeline and its name (`pipeline_name`), on the CPU (`apply` moves what is needed).
+
+    ``tiny``: `tiny_pipelines.tiny_pipeline(name)`, random weights. Otherwise ``model`` (a local folder, or a hub
+    repository id; default ``REPOS[name]``) with ``from_pretrained(..., local_files_only=True)``: nothing is
+    downloaded, and a model that is not there raises `FileNotFoundError` saying what to do. Wan's VAE is kept in
+    float32 (as Wan's pipelines run it). Raises ValueError for a name or pipeline class it does not know."""
+    from .tiny_pipelines import PIPELINES, tiny_pipeline
+
+    if name is not None and name not in PIPELINES:
+        raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    if tiny:
+        if name is None:
+            raise ValueError(f"a tiny pipeline needs a name: one of {', '.join(PIPELINES)}")
+        return tiny_pipeline(name, dtype), name
+    if model is None:
+        if name is None:
+            raise ValueError("load_pipeline: give a pipeline name or a model (a folder or hub repository id)")
+        model = REPOS[name]
+    import diffusers
+
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise FileNotFoundError(f"{path} has no model_index.json: it is not a diffusers pipeline folder (give the "
+                                    f"folder that save_pretrained wrote, or that `hf download REPO --local-dir DIR` "
+                                    f"filled)")
+        source, hub = str(path), False
+    elif _is_repo_id(model):
+        source, hub = model, True
+    else:
+        raise FileNotFoundError(f"no folder {path}: give a folder with a diffusers pipeline (model_index.json), or a "
+                                f"hub repository id such as {REPOS['flux']}")
+    try:
+        pipe = diffusers.DiffusionPipeline.from_pretrained(source, dtype=dtype, local_files_only=True)
+    except OSError as e:   # huggingface_hub's LocalEntryNotFoundError, a missing file of the folder
+        if hub:
+            from huggingface_hub import constants
+
+            raise FileNotFoundError(f"{model} is not in the hub cache ({constants.HF_HUB_CACHE}) and nothing is "
+                                    f"downloaded here: download it first (`hf download {model}`), or give a local "
+                                    f"folder") from e
+        raise FileNotFoundError(f"{path}: {e}") from e
+    found = pipeline_name(pipe)
+    if found is None:
+        raise ValueError(f"{model} is a {type(pipe).__name__}; known are {', '.join(_CLASSES)} (Flux, Qwen-Image, Wan)")
+    if found in VIDEO and getattr(pipe, "vae", None) is not None:
+        pipe.vae.to(torch.float32)
+    return pipe, found
+
+
+def call_arguments(name: str, *, tiny: bool = False, height: int | None = None, width: int | None = None,
+                   frames: int | None = None, steps: int | None = None, guidance: float | None = None) -> dict:
+    """``pipe(prompt=..., **call_arguments(name, ...))``: `CALLS` (`TINY_CALLS` with ``tiny``), with what is given
+    in place of the defaults. ``guidance`` is Qwen-Image's ``true_cfg_scale`` (with a blank negative prompt, as its
+    model card calls it) and both of Wan 2.2's guidance scales."""
+    from .tiny_pipelines import TINY_CALLS
+
+    call = dict((TINY_CALLS if tiny else CALLS)[name])
+    given = dict(height=height, width=width, num_frames=frames, num_inference_steps=steps)
+    call.update({k: v for k, v in given.items() if v is not None and (k != "num_frames" or name in VIDEO)})
+    if guidance is not None:
+        for key in ("guidance_scale", "true_cfg_scale", "guidance_scale_2"):
+            if key in call or (key == "guidance_scale_2" and name == "wan2.2"):
+                call[key] = guidance
+    if call.get("true_cfg_scale", 1.0) > 1.0:
+        call.setdefault("negative_prompt", " ")
+    return call
+
+
+def save_output(result: Any, out: str | Path, fps: int = 16) -> Path:
+    """Write a pipeline's ``output_type="np"`` result: an image (H, W, 3) as ``out`` (.png, .jpg), frames (F, H, W, 3)
+    as a video: .mp4 through imageio-ffmpeg, or an animated GIF (for .gif, and in place of an .mp4 when
+    imageio-ffmpeg is not installed: then the path returned ends in .gif). Returns the path written."""
+    import numpy as np
+    from PIL import Image
+
+    out = Path(out)
+    frames = [Image.fromarray((f * 255).round().clip(0, 255).astype(np.uint8)) for f in (result if result.ndim == 4
+                                                                                           else [result])]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if result.ndim == 3:
+        frames[0].save(out)
+        return out
+    if out.suffix.lower() == ".mp4":
+        try:
+            import imageio  # noqa: F401
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError:
+            out = out.with_suffix(".gif")
+        else:
+            from diffusers.utils import export_to_video
+
+            export_to_video(frames, str(out), fps=fps)
+            return out
+    frames[0].save(out, save_all=True, append_images=frames[1:], duration=1000 // fps, loop=0)
+    return out

@@ -29,15 +29,15 @@ def parser(doc: str, *, model: str, tiny: str, prompt: str, size: tuple[int, int
     return ap
 
 
-def load(args, cls_name: str, **call):
-    """The pipeline and its call arguments: the tiny one with ``--tiny``, else ``cls_name.from_pretrained`` in
-    bfloat16 on the CPU (`cfcompile.apply` moves what is needed)."""
+def load(args, **given):
+    """The pipeline and its call arguments (`cfcompile.pipelines.load_pipeline`, `call_arguments`): the tiny one
+    with ``--tiny``, else ``--model`` from a local folder or the hub cache (never downloaded) in bfloat16 on the CPU
+    (`cfcompile.apply` moves what is needed). ``given``: more of `call_arguments`' (e.g. ``frames``)."""
+    from cfcompile.pipelines import call_arguments, load_pipeline
+
     args.memory_budget = args.memory_budget or ("256MiB" if args.tiny else args.real_budget)
     if args.tiny:
-        from cfcompile.tiny_pipelines import TINY_CALLS, tiny_pipeline
-
-        return tiny_pipeline(args.tiny_name), dict(TINY_CALLS[args.tiny_name])
-    import diffusers
-
-    pipe = getattr(diffusers, cls_name).from_pretrained(args.model, torch_dtype=torch.bfloat16)
-    return pipe, dict(height=args.height, width=args.width, num_inference_steps=args.steps, **call)
+        pipe, name = load_pipeline(args.tiny_name, tiny=True, dtype=torch.float32)
+        return pipe, call_arguments(name, tiny=True)
+    pipe, name = load_pipeline(model=args.model, dtype=torch.bfloat16)
+    return pipe, call_arguments(name, height=args.height, width=args.width, steps=args.steps, **given)

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import torch
-from PIL import Image
 
 import cfcompile
+from cfcompile.pipelines import save_output
 from common import load, parser
 
 
@@ -25,7 +25,7 @@ def main() -> None:
                 size=(1024, 1024), steps=28, budget="12GiB", out="image.png")
     ap.add_argument("--check", action="store_true", help="compare with the plain pipeline (same seed)")
     args = ap.parse_args()
-    pipe, call = load(args, "DiffusionPipeline")
+    pipe, call = load(args)
 
     def generate() -> np.ndarray:
         g = torch.Generator().manual_seed(args.seed)
@@ -48,8 +48,7 @@ def main() -> None:
         print(f"max difference to the plain pipeline: {diff:.2e}")
         if diff > 1e-3:
             raise SystemExit("the compiled pipeline's image differs from the plain pipeline's")
-    Image.fromarray((image * 255).round().astype(np.uint8)).save(args.out)
-    print(f"wrote {args.out}")
+    print(f"wrote {save_output(image, args.out)}")
     cfcompile.restore(pipe)   # the plain pipeline again (weights back where they were)
 
 

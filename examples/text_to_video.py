@@ -8,27 +8,17 @@
 chunkflow backend, all under one budget (Wan 2.2's two experts: the resident chunks of both count, the streaming
 arena is shared). ``--eager vae`` offloads a component without compiling it (the CPU run in CI does this:
 the VAE's frame-by-frame decoder is slow to compile for a CPU). Writes an animated GIF (``.mp4`` with
-``pip install imageio imageio-ffmpeg``). ``CFCOMPILE_EXAMPLES_TINY=1`` is the same as ``--tiny``.
+``pip install imageio imageio-ffmpeg``; a GIF in its place without). ``CFCOMPILE_EXAMPLES_TINY=1`` is the same as
+``--tiny``.
 """
 
 import time
 
-import numpy as np
 import torch
-from PIL import Image
 
 import cfcompile
+from cfcompile.pipelines import save_output
 from common import load, parser
-
-
-def save(frames: np.ndarray, path: str, fps: int) -> None:
-    if path.endswith(".mp4"):
-        from diffusers.utils import export_to_video
-
-        export_to_video(list(frames), path, fps=fps)
-        return
-    images = [Image.fromarray((f * 255).round().astype(np.uint8)) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 // fps, loop=0)
 
 
 def main() -> None:
@@ -36,9 +26,7 @@ def main() -> None:
                 size=(480, 832), steps=40, budget="16GiB", out="video.gif")
     ap.add_argument("--frames", type=int, default=81)
     args = ap.parse_args()
-    pipe, call = load(args, "WanPipeline", num_frames=args.frames, guidance_scale=5.0)
-    if not args.tiny:
-        pipe.vae.to(torch.float32)   # Wan's VAE runs in fp32
+    pipe, call = load(args, frames=args.frames)   # Wan's VAE stays in fp32 (load_pipeline)
 
     cfcompile.apply(pipe, device=args.device, eager=args.eager, memory_budget=args.memory_budget)
     print("components:", pipe._cfcompile_applied.summary())
@@ -49,8 +37,7 @@ def main() -> None:
           f"(compiling included)")
     if args.device.startswith("cuda"):
         print(f"peak device memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-    save(frames, args.out, fps=16)
-    print(f"wrote {args.out}")
+    print(f"wrote {save_output(frames, args.out)}")
 
 
 if __name__ == "__main__":

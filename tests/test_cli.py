@@ -35,7 +35,8 @@ def test_help_lists_the_commands(capsys):
     out = capsys.readouterr().out
     assert "``" not in out and "demo | plan" not in out
     for command, says in (("demo", "offload and compile"), ("plan", "plan a preset model"),
-                          ("workload", "generate a serving workload"), ("simulate", "simulate serving")):
+                          ("workload", "generate a serving workload"), ("simulate", "simulate serving"),
+                          ("generate", "generate an image or video")):
         line = next((line for line in out.splitlines() if line.split()[:1] == [command]), "")
         assert says in line, f"--help has no line describing {command}:\n{out}"
 
@@ -111,3 +112,56 @@ def test_simulate_with_a_profile_and_mixed_gpu_memory(tmp_path, capsys):
     assert "describes 4 GPUs but the pool has 8" in capsys.readouterr().err
     assert main(["simulate", str(w), "--profile", "A100", "--policy", "edf", "--out", str(out)]) == 2
     assert "no shipped cost table for profile 'A100'" in capsys.readouterr().err
+
+
+# generate: the tiny pipelines on the CPU, the text encoders and VAE eager (compiling them is test_pipelines.py's)
+_EAGER = ["--device", "cpu", "--eager", "vae", "--eager", "text_encoder"]
+
+
+@pytest.mark.timeout(600)
+def test_generate_tiny_flux_writes_the_image_and_checks_it(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from PIL import Image
+
+    argv = ["generate", "--tiny", "--pipeline", "flux", "--check", "--resident-fraction", "0", "--out",
+            str(tmp_path / "cat.png"), *_EAGER, "--eager", "text_encoder_2"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "denoising (chunkflow)" in captured.err and "2/2" in captured.err   # the progress bar over the steps
+    summary = next(line for line in captured.out.splitlines() if line.startswith("generated in"))
+    assert "peak device memory n/a (cpu)" in summary and "KiB/step" in summary   # resident fraction 0: all streamed
+    assert "(OK, tolerance" in captured.out
+    assert Image.open(tmp_path / "cat.png").size == (16, 16)
+
+
+@pytest.mark.timeout(600)
+def test_generate_tiny_wan_writes_a_video(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from PIL import Image
+
+    assert main(["generate", "--tiny", "--pipeline", "wan", "--out", str(tmp_path / "clip.mp4"), *_EAGER]) == 0
+    out = capsys.readouterr().out
+    if (tmp_path / "clip.mp4").exists():
+        assert (tmp_path / "clip.mp4").stat().st_size > 0
+    else:   # no imageio-ffmpeg: a GIF, and the output says so
+        assert "imageio-ffmpeg is not installed" in out
+        clip = Image.open(tmp_path / "clip.gif")
+        assert clip.n_frames == 5 and clip.size == (16, 16)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--pipeline", "sd9", "--out", "x.png"], "invalid choice: 'sd9'"),
+    (["--pipeline", "wan", "--tiny", "--out", "x.png"], "--pipeline wan makes a video; name a .mp4 or .gif file"),
+    (["--model", "{tmp}/no-such-model", "--out", "x.png"], "no folder {tmp}/no-such-model"),
+    (["--tiny", "--memory-budget", "12 parsecs", "--out", "x.png"], "--memory-budget: cannot parse"),
+    (["--random-weights", "--out", "x.png"], "--random-weights needs cfcompile.full_pipelines"),
+])
+def test_generate_errors_show_the_commands_usage(argv, says, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cfcompile.full_pipelines", None)   # as where it is missing: ImportError
+    with pytest.raises(SystemExit) as e:
+        main(["generate", *(a.format(tmp=tmp_path) for a in argv)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: cfcompile generate " in err and says.format(tmp=tmp_path) in err

@@ -202,6 +202,7 @@ class _Compiled:
         self.example_inputs = list(example_inputs)
         self.calibrating = config.calibrate
         self.calls = 0
+        self.served = [0, 0]                # calls routed here, and the bytes their plans stream (plan at the call)
         self.marks: list | None = None      # timing marks while the calibration call runs
         self.calibration: dict | None = None
         self.names = source_names(gm)
@@ -226,11 +227,16 @@ class _Compiled:
                 log.info("chunkflow: keeping the resident chunks of %s too would exceed the memory budget of this "
                          "graph (it serves several blocks); streaming them all", e)
                 inputs = graph.bind(args)
-            shared.touch(graph.rt)
+            graph.count()
             return graph, inputs
         graph = self.variant(args)
-        shared.touch(graph.rt)
+        graph.count()
         return graph, graph.bind(args)
+
+    def count(self) -> None:
+        shared.touch(self.rt)
+        self.served[0] += 1
+        self.served[1] += self.plan.streamed_bytes
 
     def variant(self, args, lean: bool = False) -> "_Compiled":
         """Plan and compile the same Dynamo graph for the layout of ``args``' weights (Dynamo gave this graph weights
@@ -375,6 +381,18 @@ class GraphInfo:
     dump_dir = property(lambda self: self.state.dump_dir, doc="where the dump went (``options={'dump': DIR}``)")
     calibration = property(lambda self: self.state.calibration, doc="the calibration report, once calibrated")
     variants = property(lambda self: self.state.variants, doc="the same graph compiled for other weight layouts")
+
+    @property
+    def served(self) -> tuple[int, int]:
+        """(calls, bytes streamed) so far, this graph's variants included: bytes as each call's plan streams them
+        (`Plan.streamed_bytes`; wrap-around copies counted in the call they are for)."""
+        s = self.state
+        graphs = (s, *s.variants, *([s.lean] if s.lean else []))
+        return sum(g.served[0] for g in graphs), sum(g.served[1] for g in graphs)
+
+    def reads_from(self, store) -> bool:
+        """Whether the graph streams weights offloaded to ``store`` (an `offload.HostStore`)."""
+        return any(r.group.store is not None and r.group.store() is store for r in self.state.reads)
 
     def __getattr__(self, name: str):
         # ``chunkflow_plan`` etc.: the attributes the compiled function carried before issue 18
