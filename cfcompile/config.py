@@ -134,6 +134,13 @@ class ChunkFlowConfig:
     size, resident chunks and issue points that minimise the predicted step time within it. A `MemoryBudget`
     object instead is one budget for every graph (of any model) compiled with it."""
 
+    max_resident_fraction: float | None = None
+    """With a ``memory_budget``: at most this share of the graph's chunks (0..1) stays resident, however much room
+    the budget has; the cost model still chooses which. 0 streams everything (the arena and activations still
+    count). For graphs that run once per request next to one that runs every step: under one `MemoryBudget` the
+    graphs are planned in call order, so a text encoder planned first would otherwise keep resident what the
+    denoiser, called 28 to 50 times per request, needs more (`cfcompile.apply` sets 0 for text encoders and VAEs)."""
+
     prefetch_depth: int | str = "auto"
     """How many streamed blocks ahead a prefetch is issued: an int for all blocks (1 = double buffering, 0 = no
     overlap), or ``"auto"``: per block, as late as still hides its copy according to the cost model (at most
@@ -208,6 +215,14 @@ class ChunkFlowConfig:
         if rf is not None and mb is not None:
             raise ValueError("resident_fraction and memory_budget cannot be used together: with a memory_budget the "
                              "cost model chooses the resident chunks; pass one of them")
+        cap = self.max_resident_fraction
+        if cap is not None:
+            if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0.0 <= float(cap) <= 1.0:
+                raise ValueError(f"max_resident_fraction: expected a number in [0, 1], got {cap!r}")
+            if mb is None:
+                raise ValueError("max_resident_fraction caps what a memory_budget keeps resident; without a "
+                                 "memory_budget pass resident_fraction instead")
+            object.__setattr__(self, "max_resident_fraction", float(cap))
         pd = self.prefetch_depth
         if pd != "auto" and (isinstance(pd, bool) or not isinstance(pd, int) or pd < 0):
             raise ValueError(f"prefetch_depth: expected an integer >= 0 or 'auto', got {pd!r}")

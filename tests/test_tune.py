@@ -112,3 +112,29 @@ def test_chunk_size_searched_under_a_budget_and_deterministic():
     a = plan_with_model(reads, ChunkFlowConfig(memory_budget=60_000), c, PROFILE)
     b = plan_with_model(list(reversed(reads)), ChunkFlowConfig(memory_budget=60_000), c, PROFILE)
     assert a[0] == b[0] and a[0].fingerprint() == b[0].fingerprint() and a[1] == b[1]
+
+
+def test_max_resident_fraction_caps_what_a_budget_keeps_resident():
+    # Copies (16 us a block) far slower than compute (4 us): a generous budget keeps as much resident as it can.
+    reads = blocks([[4096] * 4] * 10, span=SPAN)
+    c = costs([0.004] * 10, activations=1000)
+    config = ChunkFlowConfig(chunk_size=4096, memory_budget=10**6)
+    free, _ = plan_with_model(reads, config, c, PROFILE)
+    n = len(free.chunks)
+    assert sum(ch.resident for ch in free.chunks) > n // 2          # the control: uncapped, most stays resident
+    for cap in (0.0, 0.25, 0.5):
+        plan, pred = plan_with_model(reads, dataclasses.replace(config, max_resident_fraction=cap), c, PROFILE)
+        resident = sum(ch.resident for ch in plan.chunks)
+        assert resident <= round(cap * n) and pred.peak_bytes <= 10**6 and not live_overlaps(plan)
+        if cap == 0.0:   # streams everything: arena and activations only
+            assert plan.total_resident_bytes == 0 and pred.resident_bytes == 0
+        else:            # within the cap, the cost model still keeps what shortens the step
+            assert resident == round(cap * n)
+
+
+def test_max_resident_fraction_is_checked():
+    with pytest.raises(ValueError, match=r"max_resident_fraction: expected a number in \[0, 1\], got 1.5"):
+        ChunkFlowConfig(memory_budget="1GiB", max_resident_fraction=1.5)
+    with pytest.raises(ValueError, match="caps what a memory_budget keeps resident; without a memory_budget pass "
+                                         "resident_fraction instead"):
+        ChunkFlowConfig(max_resident_fraction=0.5)

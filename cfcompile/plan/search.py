@@ -106,13 +106,15 @@ class _Search:
             order.append((-g.stall_ms, -(g.copy_ms - g.cover_ms), i, step))
         return [(i, step) for *_, i, step in sorted(order)]
 
-    def add_residency(self, target: int | None, budget: int | None) -> None:
+    def add_residency(self, target: int | None, budget: int | None, cap: int | None = None) -> None:
         """Greedy moves of one resident chunk at a time, until ``target`` chunks are chosen, or (with a budget)
-        no stall is left or nothing more fits."""
+        no stall is left, nothing more fits or ``cap`` chunks are resident."""
         pred, layout = self.evaluate()
         blocked: set[int] = set()  # groups where even one more chunk did not fit: memory only grows from here
         while True:
             if target is not None and sum(self.counts) >= target:
+                return
+            if cap is not None and sum(self.counts) >= cap:
                 return
             if target is None and pred.stall_ms <= 1e-6:
                 return
@@ -121,6 +123,8 @@ class _Search:
                 if i in blocked:
                     continue
                 room = len(self.specs[i].chunk_ids) - self.counts[i]
+                if cap is not None:
+                    room = min(room, cap - sum(self.counts))
                 if target is not None:  # a fixed number of chunks: one at a time places them best
                     step = 1
                 for k in sorted({min(step, room), 1}, reverse=True):
@@ -286,7 +290,9 @@ def plan_with_model(reads: Sequence[WeightRead], config: ChunkFlowConfig, costs:
                 search.counts = [max(a, s.n_held) for a, s in
                                  zip(resident_counts([len(s.chunk_ids) for s in specs], rf), specs)]
         else:
-            search.add_residency(None, budget)
+            cap = config.max_resident_fraction
+            search.add_residency(None, budget, cap=None if cap is None else max(
+                sum(s.n_held for s in specs), round(cap * n_chunks)))   # chunks held by other graphs: free
         search.deepen(budget)
         pred, layout = search.evaluate()
         key = (round(pred.step_ms, 3), pred.peak_bytes)
