@@ -27,7 +27,7 @@ Under a ``memory_budget`` the components that run once per request (everything b
 VAE) stream all their weights (``max_resident_fraction=0``): the budget's resident room goes to the transformer,
 called at every denoising step. Graphs under one `MemoryBudget` are planned in call order, so without this the text
 encoders, called first, would keep resident what the transformer needs more (measured on FLUX.1 at 12 GiB, H100:
-T5-XXL kept 9.4 GB resident and the transformer streamed nearly everything). The price is one pass of their weights
+T5-XXL kept 6.9 of its 9.5 GB resident and the transformer streamed nearly all of its weights every step). The price is one pass of their weights
 over PCIe per request (T5-XXL: 9.5 GB, ~0.2 s at 47 GB/s). Pass ``max_resident_fraction`` to `apply` to choose
 for every component yourself.
 
