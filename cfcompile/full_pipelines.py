@@ -27,7 +27,7 @@ FULL_PIPELINES = ("flux", "wan")
 
 
 @contextlib.contextmanager
-def _parameters_on_meta():
+def parameters_on_meta():
     """Every parameter registered inside goes to the meta device (as accelerate's ``init_empty_weights``)."""
     register = nn.Module.register_parameter
 
@@ -70,7 +70,7 @@ def _flux(dtype, fill_device):
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    with _parameters_on_meta():   # black-forest-labs/FLUX.1-dev's component configs
+    with parameters_on_meta():   # black-forest-labs/FLUX.1-dev's component configs
         transformer = FluxTransformer2DModel(guidance_embeds=True)
         text_encoder = CLIPTextModel(CLIPTextConfig(
             vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
@@ -95,7 +95,7 @@ def _wan(dtype, fill_device):
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
     from transformers import UMT5Config, UMT5EncoderModel
 
-    with _parameters_on_meta():   # Wan-AI/Wan2.1-T2V-14B-Diffusers' component configs
+    with parameters_on_meta():   # Wan-AI/Wan2.1-T2V-14B-Diffusers' component configs
         transformer = WanTransformer3DModel()   # diffusers' defaults are the 14B model
         text_encoder = UMT5EncoderModel(UMT5Config(
             vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,

@@ -48,3 +48,17 @@ def test_text_to_video(tmp_path):
 
     clip = Image.open(tmp_path / "clip.gif")
     assert clip.n_frames == 5 and clip.size == (16, 16)
+
+
+def test_ulysses_under_torchrun(tmp_path):
+    pytest.importorskip("diffusers")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+               CFCOMPILE_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(ROOT / "examples" / "ulysses.py"), "--tiny", "--check"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"ulysses.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank "))
+    assert [line.split(":")[0] for line in lines] == ["rank 0/2", "rank 1/2"], proc.stdout
+    assert all("max difference to the model without parallelism" in line for line in lines)
+    assert len({line.split("plan ")[1].split(",")[0] for line in lines}) == 1   # every rank made the same plan

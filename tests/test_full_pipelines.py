@@ -8,7 +8,7 @@ from torch import nn
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers", minversion="5")
 
-from cfcompile.full_pipelines import _parameters_on_meta, full_pipeline, materialize  # noqa: E402
+from cfcompile.full_pipelines import parameters_on_meta, full_pipeline, materialize  # noqa: E402
 
 
 def _billions(module: nn.Module) -> float:
@@ -36,7 +36,7 @@ def test_unknown_pipeline_and_bad_dtype_are_clear_errors():
 def test_materialize_fills_once_keeps_ties_and_finite_outputs():
     from transformers import T5Config, T5EncoderModel
 
-    with _parameters_on_meta():
+    with parameters_on_meta():
         t5 = T5EncoderModel(T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=6, num_heads=4,
                                      feed_forward_proj="gated-gelu", dropout_rate=0.0, is_encoder_decoder=False))
     assert all(p.device.type == "meta" for p in t5.parameters())
