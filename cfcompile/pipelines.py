@@ -279,7 +279,8 @@ def restore(obj: Any) -> None:
 
 #: The hub repository each pipeline name loads by default.
 REPOS = {"flux": "black-forest-labs/FLUX.1-dev", "qwen-image": "Qwen/Qwen-Image",
-         "wan": "Wan-AI/Wan2.1-T2V-14B-Diffusers", "wan2.2": "Wan-AI/Wan2.2-T2V-A14B-Diffusers"}
+         "wan": "Wan-AI/Wan2.1-T2V-14B-Diffusers", "wan2.2": "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+         "sd3": "stabilityai/stable-diffusion-3.5-large"}
 
 #: Call arguments of the released pipelines (their model cards' sizes, steps and guidance).
 CALLS: dict[str, dict[str, Any]] = {
@@ -288,14 +289,17 @@ CALLS: dict[str, dict[str, Any]] = {
     "wan": dict(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=5.0),
     "wan2.2": dict(height=480, width=832, num_frames=81, num_inference_steps=50, guidance_scale=4.0,
                    guidance_scale_2=3.0),
+    "sd3": dict(height=1024, width=1024, num_inference_steps=28, guidance_scale=3.5),
 }
 
 VIDEO = ("wan", "wan2.2")
-_CLASSES = {"FluxPipeline": "flux", "QwenImagePipeline": "qwen-image", "WanPipeline": "wan"}
+_CLASSES = {"FluxPipeline": "flux", "QwenImagePipeline": "qwen-image", "WanPipeline": "wan",
+            "StableDiffusion3Pipeline": "sd3"}
 
 
 def pipeline_name(pipe: Any) -> str | None:
-    """``"flux"``, ``"qwen-image"``, ``"wan"`` or ``"wan2.2"`` (two experts), for those pipelines, else None."""
+    """``"flux"``, ``"qwen-image"``, ``"wan"``, ``"wan2.2"`` (two experts) or ``"sd3"``, for those pipelines, else
+    None."""
     name = _CLASSES.get(type(pipe).__name__)
     if name == "wan" and getattr(pipe, "transformer_2", None) is not None:
         return "wan2.2"
@@ -353,7 +357,7 @@ def load_pipeline(name: str | None = None, model: str | None = None, *, dtype: t
         raise FileNotFoundError(f"{path}: {e}") from e
     found = pipeline_name(pipe)
     if found is None:
-        raise ValueError(f"{model} is a {type(pipe).__name__}; known are {', '.join(_CLASSES)} (Flux, Qwen-Image, Wan)")
+        raise ValueError(f"{model} is a {type(pipe).__name__}; known are {', '.join(_CLASSES)}")
     if found in VIDEO and getattr(pipe, "vae", None) is not None:
         pipe.vae.to(torch.float32)
     return pipe, found

@@ -9,6 +9,8 @@ built from a vocabulary written here (characters plus a few words), so prompts t
 the tiny text encoders; what the text says does not matter for random weights. For the examples, the tests, and
 anything else that must run a whole pipeline on a machine without network or GPU.
 
+``"sd3"`` is Stable Diffusion 3's: two CLIPs with projections and T5, an MMDiT compiled whole by `cfcompile.apply`
+(no ``_repeated_blocks`` in diffusers 0.42).
 ``"wan2.2"`` is Wan 2.2's layout: two experts (``transformer`` for high noise, ``transformer_2`` for low noise,
 switched at ``boundary_ratio``: with `TINY_CALLS`' 4 steps, two steps each).
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 import torch
 
-PIPELINES = ("flux", "qwen-image", "wan", "wan2.2")
+PIPELINES = ("flux", "qwen-image", "wan", "wan2.2", "sd3")
 
 #: Call arguments for a quick run of each tiny pipeline (few steps, small images / clips).
 TINY_CALLS: dict[str, dict[str, Any]] = {
@@ -30,6 +32,7 @@ TINY_CALLS: dict[str, dict[str, Any]] = {
                 max_sequence_length=16),
     "wan2.2": dict(height=16, width=16, num_frames=5, num_inference_steps=4, guidance_scale=1.0,
                    max_sequence_length=16),
+    "sd3": dict(height=32, width=32, num_inference_steps=2, guidance_scale=1.0, max_sequence_length=16),
 }
 
 _CHARS = list(string.ascii_lowercase + string.digits + string.punctuation)
@@ -132,9 +135,33 @@ def _wan(experts: int):
                        boundary_ratio=0.875 if experts == 2 else None)
 
 
+def _sd3():
+    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
+                           StableDiffusion3Pipeline)
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    tok_3 = t5_tokenizer()
+    torch.manual_seed(0)
+    # SD3's pooled text embedding is both CLIPs' projections side by side: 2 x 32 = pooled_projection_dim
+    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=4, num_layers=2,
+                                        attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
+                                        joint_attention_dim=32, pooled_projection_dim=64, out_channels=4)
+    clip = [CLIPTextModelWithProjection(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=2, vocab_size=200, hidden_act="gelu", projection_dim=32)) for _ in range(2)]
+    text_encoder_3 = T5EncoderModel(_t5_config(T5Config, len(tok_3), 32))
+    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                        latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+                        shift_factor=0.0609, scaling_factor=1.5035)
+    return StableDiffusion3Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=clip[0],
+                                    tokenizer=clip_tokenizer(), text_encoder_2=clip[1], tokenizer_2=clip_tokenizer(),
+                                    text_encoder_3=text_encoder_3, tokenizer_3=tok_3, transformer=transformer)
+
+
 def tiny_pipeline(name: str, dtype: torch.dtype = torch.float32):
     """A tiny ``name`` pipeline (one of `PIPELINES`) with random weights (seed 0), on the CPU, eval mode."""
-    builders = {"flux": _flux, "qwen-image": _qwen_image, "wan": lambda: _wan(1), "wan2.2": lambda: _wan(2)}
+    builders = {"flux": _flux, "qwen-image": _qwen_image, "wan": lambda: _wan(1), "wan2.2": lambda: _wan(2),
+                "sd3": _sd3}
     if name not in builders:
         raise ValueError(f"tiny_pipeline: unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
     try:

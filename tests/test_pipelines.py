@@ -67,7 +67,10 @@ def streamed(pipe, groups) -> set[str]:
 
 # Qwen-Image's Qwen2.5-VL text encoder runs eagerly here (offloaded, not compiled): compiling it whole costs ~2 CPU
 # minutes of Inductor and tests nothing the Flux case's CLIP and T5 (compiled whole) do not.
-@pytest.mark.parametrize("name, eager", [("flux", ()), ("qwen-image", ("text_encoder",)), ("wan2.2", ("vae",))])
+# SD3: its transformer has no _repeated_blocks in diffusers 0.42 (compiled whole); its three text encoders and VAE
+# are the Flux case's classes, run eagerly here.
+@pytest.mark.parametrize("name, eager", [("flux", ()), ("qwen-image", ("text_encoder",)), ("wan2.2", ("vae",)),
+                                         ("sd3", ("text_encoder", "text_encoder_2", "text_encoder_3", "vae"))])
 def test_apply_gives_the_plain_images_and_restore_the_plain_pipeline(name, eager, bound):
     pipe = tiny_pipeline(name)
     plain = run(pipe, name)
@@ -79,7 +82,8 @@ def test_apply_gives_the_plain_images_and_restore_the_plain_pipeline(name, eager
         assert store_of(m) is not None, f"{c} not offloaded"
         assert all(lookup(p) is not None for p in m.parameters()), f"{c}: a weight outside the host store"
     assert record.summary() == {c: "eager" if c in eager else "vae" if c == "vae" else
-                                "regional" if c.startswith("transformer") else "whole" for c in modules(pipe)}
+                                "regional" if getattr(m, "_repeated_blocks", None) else "whole"
+                                for c, m in modules(pipe).items()}
     assert isinstance(record.budget, cfcompile.MemoryBudget)
 
     torch.testing.assert_close(run(pipe, name), plain, rtol=1e-4, atol=1e-4)
@@ -91,7 +95,8 @@ def test_apply_gives_the_plain_images_and_restore_the_plain_pipeline(name, eager
             assert all(g.plan.total_resident_bytes == 0 and g.config.max_resident_fraction == 0 for g in graphs), c
     torch.testing.assert_close(run(pipe, name), plain, rtol=1e-4, atol=1e-4)   # compiled graphs again
     usage = record.budget.usage()   # one budget over all graphs (a block graph serves both Wan experts)
-    assert usage["graphs"] >= 2 and 0 < usage["peak_bytes"] <= cfcompile.parse_bytes(OPTIONS["memory_budget"])
+    assert usage["graphs"] >= min(2, len(set(modules(pipe)) - set(eager)))
+    assert 0 < usage["peak_bytes"] <= cfcompile.parse_bytes(OPTIONS["memory_budget"])
 
     cfcompile.restore(pipe)
     assert not hasattr(pipe, "_cfcompile_applied")
