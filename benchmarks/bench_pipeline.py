@@ -126,21 +126,37 @@ def setup(pipe, config: str) -> dict:
     return {}
 
 
-def predictions(pipe) -> dict:
-    """The cost model's view of the applied pipeline: per component, its graphs' predicted call times and peaks."""
+def served() -> dict[int, tuple[int, int]]:
+    """(calls, streamed bytes) so far of every live chunkflow graph, by graph."""
+    return {id(info.state): info.served for info in cfcompile.compiled_graphs()}
+
+
+def predictions(pipe, before: dict, images: int) -> dict:
+    """The cost model's view of the applied pipeline: per graph its component, predicted call time and peak, and its
+    calls per timed image (``before``: `served` before the timed images); per component the predicted milliseconds
+    per image (calls x predicted call time), to set against the measured parts."""
+    from cfcompile.offload import store_of
+
     record = getattr(pipe, "_cfcompile_applied", None)
     if record is None:
         return {}
-    graphs = []
+    stores = {p.name: store_of(p.module) for p in record.parts}
+    graphs, per_component = [], {}
     for info in cfcompile.compiled_graphs():
         p = info.prediction
         if p is None:
             continue
-        graphs.append(dict(step_ms=p.step_ms, compute_ms=p.compute_ms, copy_ms=p.copy_ms, stall_ms=p.stall_ms,
-                           peak_bytes=p.peak_bytes, resident_bytes=p.resident_bytes,
-                           streamed_bytes=info.plan.streamed_bytes, groups=len(info.plan.groups)))
+        component = next((name for name, st in stores.items() if st is not None and info.reads_from(st)), None)
+        calls0, bytes0 = before.get(id(info.state), (0, 0))
+        calls, nbytes = info.served
+        calls, nbytes = (calls - calls0) / images, (nbytes - bytes0) / images
+        graphs.append(dict(component=component, step_ms=p.step_ms, compute_ms=p.compute_ms, copy_ms=p.copy_ms,
+                           stall_ms=p.stall_ms, peak_bytes=p.peak_bytes, resident_bytes=p.resident_bytes,
+                           streamed_bytes=info.plan.streamed_bytes, groups=len(info.plan.groups),
+                           calls_per_image=calls, streamed_bytes_per_image=nbytes))
+        per_component[component] = per_component.get(component, 0.0) + calls * p.step_ms
     usage = record.budget.usage() if record.budget is not None else {}
-    return dict(summary=record.summary(), graphs=graphs,
+    return dict(summary=record.summary(), graphs=graphs, predicted_ms_per_image=per_component,
                 budget_planned_peak_gib=usage.get("peak_bytes", 0) / 2**30 if usage else None)
 
 
@@ -172,6 +188,7 @@ def run_config(args, config: str, ref: torch.Tensor | None) -> tuple[dict, torch
         row["warmup_s"] = warmups
         if DEVICE == "cuda":
             torch.cuda.reset_peak_memory_stats()
+        before = served()
         times, parts = [], []
         for _ in range(args.images):
             t0 = sync()
@@ -188,7 +205,7 @@ def run_config(args, config: str, ref: torch.Tensor | None) -> tuple[dict, torch
     row["finite"] = bool(torch.isfinite(image).all())
     if ref is not None:
         row["max_diff_to_first"] = (image - ref).abs().max().item()
-    row["cfcompile"] = predictions(pipe)
+    row["cfcompile"] = predictions(pipe, before, args.images)
     teardown(pipe)
     return row, image
 
