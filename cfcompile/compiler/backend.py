@@ -236,7 +236,7 @@ class _Compiled:
     def count(self) -> None:
         shared.touch(self.rt)
         self.served[0] += 1
-        self.served[1] += self.plan.streamed_bytes
+        self.served[1] += self.streamed_per_call
 
     def variant(self, args, lean: bool = False) -> "_Compiled":
         """Plan and compile the same Dynamo graph for the layout of ``args``' weights (Dynamo gave this graph weights
@@ -277,6 +277,7 @@ class _Compiled:
     def build(self, plan, prediction, costs, fake_mode) -> None:
         config, reads, device = self.config, self.reads, self.device
         self.plan, self.prediction, self.costs = plan, prediction, costs
+        self.streamed_per_call = plan.streamed_bytes   # (a sum over the groups: not on every call)
         if self.rt is not None:  # free the previous graph's arena and residents before allocating the next ones
             self.rt.close()
         self.compiled = self.rt = None
