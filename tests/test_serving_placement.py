@@ -68,3 +68,33 @@ def test_memory_aware_is_deterministic_and_keeps_the_invariants(tmp_path, small_
     # the synthetic table prices streaming by a factor: memory-aware runs there too
     syn = generate_workload("gfdit", gpus=4, minutes=2, load=1.0, seed=1)
     _check_invariants(simulate(syn, 4, "memory-aware", synthetic_costs(), SimConfig(mem_gb=(96.0, 48.0) * 2)), syn)
+
+
+def test_memory_aware_triages_by_what_the_pool_can_do():
+    # One 24 GB GPU: Qwen-Image streams (~18.4 s a request at any size). A 512² request (deadline 5.8 s) cannot
+    # make it there; a 1024² one (deadline 20.2 s) can if it starts at once. EDF, and triage priced on resident
+    # times, run the 512² first (earlier deadline, 2.9 s resident looks feasible) and both miss; memory-aware
+    # prices the pool's best group (streamed here), puts the 512² last, and the 1024² one meets its deadline.
+    costs = shipped_costs("H100")
+    reqs = [Request("s", "qwen-image", 512, 512, slo_scale=2.0), Request("m", "qwen-image", 1024, 1024, slo_scale=2.5)]
+    config = SimConfig(mem_gb=24.0)
+    met = {}
+    for p in ("edf", "edf-triage", "memory-aware"):
+        res = simulate(reqs, 1, p, costs, config)
+        met[p] = sorted(r.id for r in res.requests if res.finish_s[r.id] <= r.deadline_s)
+    assert met == {"edf": [], "edf-triage": [], "memory-aware": ["m"]}
+
+
+def test_memory_aware_spares_the_gpus_a_model_fits():
+    # 80 GB + 24 GB: a 1024² request at t=0 meets its deadline streamed on the 24 GB GPU (18.4 of 20.2 s), a 512²
+    # one at t=0.5 only resident on the 80 GB GPU. Memory-aware leaves the 80 GB GPU to the 512² one; without
+    # sparing (resident GPUs first) the 1024² one takes it and the 512² one misses.
+    costs = shipped_costs("H100")
+    reqs = [Request("m", "qwen-image", 1024, 1024, slo_scale=2.5),
+            Request("s", "qwen-image", 512, 512, slo_scale=2.0, arrival_s=0.5)]
+    config = SimConfig(mem_gb=(80.0, 24.0))
+    met = {}
+    for spare in (True, False):
+        res = simulate(reqs, 2, "memory-aware", costs, config, spare_big=spare)
+        met[spare] = sorted(r.id for r in res.requests if res.finish_s[r.id] <= r.deadline_s)
+    assert met == {True: ["m", "s"], False: ["m"]}

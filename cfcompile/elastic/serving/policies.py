@@ -84,7 +84,7 @@ class View(Protocol):
     def holders(self, rid: str) -> tuple[int, ...]: ...
     def ready_since(self, task_id: str) -> float: ...
     def degrees(self, model: str) -> tuple[int, ...]: ...
-    def remaining_s(self, rid: str, degree: int) -> float: ...
+    def remaining_s(self, rid: str, degree: int, mem_gb: float | None = None) -> float: ...
     def group_s(self, rid: str, group: Sequence[int]) -> float: ...
     def task_s(self, task: Task, group: Sequence[int]) -> float: ...
     def resident(self, gpu: int) -> tuple[str, ...]: ...
@@ -469,15 +469,48 @@ class MemoryAware(EDFBestFit):
     ``triage`` (default on, see :class:`EDFBestFit`): a request that cannot meet its deadline any more, even
     resident at its fastest degree, goes after every request that still can (EDF among each). Plain EDF spends
     GPUs on such requests first, so under overload one late request makes the next ones late too;
-    ``triage=False`` (``memory-aware-notriage``) turns it off, to measure what it is worth on its own.
+    ``triage=False`` (``memory-aware-notriage``) turns it off, to measure what it is worth on its own. The test
+    prices the best group the pool could ever give the request: resident where the model fits the pool's largest
+    GPUs, else streamed (on a pool where the model fits no GPU, deadlines a streamed run cannot meet go last).
+
+    ``spare_big`` (default off, opt-in): on a mixed pool, a request whose deadline a group of GPUs that cannot
+    hold its model still meets (streamed) goes there, leaving the GPUs that hold the model to requests that need
+    them. Measured on Qwen-Image, 80+24 GB: -1.3 to +2.9 SLO points on 8 GPUs, -1.3 on 64 GPUs at load 1.0; so off.
     """
 
     name = "memory-aware"
 
-    def __init__(self, triage: bool = True):
+    def __init__(self, triage: bool = True, spare_big: bool = False):
         super().__init__(triage=triage)
+        self.spare_big = bool(spare_big)
         if not self.triage:
             self.name = "memory-aware-notriage"
+        self._best: dict[str, list[tuple[int, float | None]]] = {}  # model -> per degree: (d, None or streamed GB)
+
+    def _best_groups(self, model: str, view: View) -> list[tuple[int, float | None]]:
+        """Per SP degree the pool can form, the best group it could ever give ``model``: the ``d`` largest GPUs,
+        resident (None) if the model fits each alone, else streamed at the smallest one's memory (GB)."""
+        best = self._best.get(model)
+        if best is None:
+            by_mem = sorted(range(view.gpus), key=lambda g: (-view.mem_gb(g), g))
+            best = self._best[model] = [
+                (d, None if all(view.fits(model, g) for g in by_mem[:d]) else view.mem_gb(by_mem[d - 1]))
+                for d in view.degrees(model) if d <= view.gpus]
+        return best
+
+    def latest_start(self, task, view):
+        """The latest time the request can go on and still meet its deadline on the best group this pool could
+        give it: resident where the model fits the pool's largest GPUs (as :class:`EDFBestFit`), else streamed.
+        On a pool where the model fits no GPU, a request whose streamed time exceeds its deadline window is
+        triaged at once instead of taking GPUs from requests that still can make it."""
+        req = view.request(task.request)
+        if req.deadline_s is None:
+            return math.inf
+        best = self._best_groups(req.model, view)
+        if not best:
+            return super().latest_start(task, view)
+        return req.deadline_s - min(view.remaining_s(req.id, d) if mem is None else view.remaining_s(req.id, d, mem)
+                                    for d, mem in best)
 
     def schedule(self, view):
         free = set(view.free)
@@ -495,9 +528,11 @@ class MemoryAware(EDFBestFit):
             sizes = [d for d in view.degrees(req.model) if d <= len(order)] if t.parallel else [1]
             if not sizes:
                 continue
-            cands = [(tuple(order[:d]), view.group_s(t.request, order[:d])) for d in sizes]
             pick = None
-            if req.deadline_s is not None:
+            if req.deadline_s is not None and self.spare_big:
+                pick = self._spare_pick(t, req, order, view)
+            cands = [(tuple(order[:d]), view.group_s(t.request, order[:d])) for d in sizes] if pick is None else ()
+            if req.deadline_s is not None and pick is None:
                 pick = next((c for c in cands if view.now + c[1] <= req.deadline_s), None)
             pick = pick or min(cands, key=lambda c: (c[1], len(c[0])))
             plans.append([t, pick[0], pick[1]])
@@ -517,6 +552,24 @@ class MemoryAware(EDFBestFit):
                         free.difference_update(group)
                         p[1], p[2] = group, est
         return [t.on(group) for t, group, _ in plans]
+
+    def _spare_pick(self, task: Task, req, order: list[int], view: View):
+        """On a mixed pool, a group of free GPUs that cannot hold the model (streamed) that still meets the
+        deadline, smallest first: the GPUs that can hold it stay for requests that need them. None when the free
+        GPUs are all of one kind, when the request's state sits only on GPUs that hold the model, or when no such
+        group meets the deadline."""
+        small = [g for g in order if not view.fits(req.model, g)]
+        if not small or len(small) == len(order):
+            return None
+        holders = self._held[task.id]
+        if holders and small[0] not in holders:
+            return None  # its state would have to leave a GPU that holds the model, through a sender we do not book
+        sizes = [d for d in view.degrees(req.model) if d <= len(small)] if task.parallel else [1]
+        for d in sizes:
+            est = view.group_s(task.request, small[:d])
+            if view.now + est <= req.deadline_s:
+                return (tuple(small[:d]), est)
+        return None
 
     @staticmethod
     def _order(task: Task, free: set[int], view: View, taken: dict[int, int]) -> list[int]:

@@ -156,9 +156,10 @@ class _View:
     def degrees(self, model):
         return self.costs.model(model).degrees
 
-    def remaining_s(self, rid, degree):
-        """The request's remaining compute at ``degree`` with its model resident (what a profiled table says)."""
-        return self._sim.reqs[rid].remaining_s(self.costs, degree)
+    def remaining_s(self, rid, degree, mem_gb=None):
+        """The request's remaining compute at ``degree`` with its model resident (what a profiled table says);
+        with ``mem_gb``, streamed on GPUs of that memory (as :meth:`group_s` prices a group that cannot hold it)."""
+        return self._sim.reqs[rid].remaining_s(self.costs, degree, mem_gb is not None, mem_gb)
 
     def group_s(self, rid, group):
         """The request's remaining time if it ran on ``group`` from now on: its model load there, then every
