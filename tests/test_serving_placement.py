@@ -43,8 +43,9 @@ def small_pool():
 
 @pytest.mark.parametrize("mem", [(24.0,) * 4, (48.0,) * 4, (80.0, 80.0, 24.0, 24.0)])
 def test_memory_aware_beats_edf_where_models_do_not_fit(mem, small_pool):
-    # Qwen-Image's 58 GB pipeline fits no 48 or 24 GB GPU. Measured (113 requests, SLO attainment): 24 GB edf
-    # 0.000, memory-aware 0.080; 48 GB 0.761 / 0.885; 80+24 GB 0.319 / 0.584 (without triage 0.363)
+    # Qwen-Image's 58 GB pipeline fits no 48 or 24 GB GPU. Measured (113 requests, SLO attainment, edf / memory-
+    # aware): 24 GB 0.000 / 0.310; 48 GB 0.761 / 0.912; 80+24 GB 0.319 / 0.611 (memory-aware without triage 0.000,
+    # 0.788, 0.363)
     costs, reqs = small_pool
     config = SimConfig(mem_gb=mem)
     edf, aware, plain = (simulate(reqs, 4, p, costs, config).summary
