@@ -71,22 +71,34 @@ def _t5_config(cls, vocab_size: int, d_model: int):
                relative_attention_num_buckets=8, dropout_rate=0.0)
 
 
+def _clip_config():
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37,
+                          num_attention_heads=4, num_hidden_layers=2, vocab_size=200, hidden_act="gelu",
+                          projection_dim=32)
+
+
+def _kl_vae(latent_channels: int):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+                         latent_channels=latent_channels, norm_num_groups=1, use_quant_conv=False,
+                         use_post_quant_conv=False, shift_factor=0.0609, scaling_factor=1.5035)
+
+
 def _flux():
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
     tok_2 = t5_tokenizer()
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=2,
                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
                                          pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
-    text_encoder = CLIPTextModel(CLIPTextConfig(bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32,
-                                                intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-                                                vocab_size=200, hidden_act="gelu", projection_dim=32))
+    text_encoder = CLIPTextModel(_clip_config())
     text_encoder_2 = T5EncoderModel(_t5_config(T5Config, len(tok_2), 32))
-    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                        latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.0609, scaling_factor=1.5035)
+    vae = _kl_vae(latent_channels=1)
     return FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
                         tokenizer=clip_tokenizer(), text_encoder_2=text_encoder_2, tokenizer_2=tok_2,
                         transformer=transformer)
@@ -136,9 +148,8 @@ def _wan(experts: int):
 
 
 def _sd3():
-    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel,
-                           StableDiffusion3Pipeline)
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
     tok_3 = t5_tokenizer()
     torch.manual_seed(0)
@@ -146,13 +157,9 @@ def _sd3():
     transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=4, num_layers=2,
                                         attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
                                         joint_attention_dim=32, pooled_projection_dim=64, out_channels=4)
-    clip = [CLIPTextModelWithProjection(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, num_attention_heads=4,
-        num_hidden_layers=2, vocab_size=200, hidden_act="gelu", projection_dim=32)) for _ in range(2)]
+    clip = [CLIPTextModelWithProjection(_clip_config()) for _ in range(2)]
     text_encoder_3 = T5EncoderModel(_t5_config(T5Config, len(tok_3), 32))
-    vae = AutoencoderKL(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-                        latent_channels=4, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.0609, scaling_factor=1.5035)
+    vae = _kl_vae(latent_channels=4)
     return StableDiffusion3Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=clip[0],
                                     tokenizer=clip_tokenizer(), text_encoder_2=clip[1], tokenizer_2=clip_tokenizer(),
                                     text_encoder_3=text_encoder_3, tokenizer_3=tok_3, transformer=transformer)
