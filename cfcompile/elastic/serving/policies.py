@@ -284,14 +284,23 @@ class ElasticPolicy(QueuePolicy):
                 budget -= d
         if self.widen:
             _widen(plans, budget, view, self.estimate_s)
+        return self._place(plans, free, view)
+
+    def _place(self, plans, free: set[int], view: View) -> list[Task]:
+        """Groups for settled ``(task, degree)`` plans, in order: each request's free state holders first, then
+        the free GPUs :meth:`_rest_key` ranks first (fewer, down the degrees, where ``d`` no longer fits)."""
         taken = self._taken  # GPU -> runnable tasks whose state sits on it
         out = []
         for t, d in plans:
-            group = _pick(t, d, free, view, taken)
+            group = _pick(t, d, free, view, taken, self._rest_key(t, view, taken))
             if group is not None:
                 free.difference_update(group)
                 out.append(t.on(group))
         return out
+
+    def _rest_key(self, task: Task, view: View, taken: dict[int, int]):
+        """Order of the free GPUs that do not hold ``task``'s state: fewest waiting tasks' state on it, low rank."""
+        return lambda g: (taken.get(g, 0), g)
 
 
 def _remaining(task: Task, d: int, view: View) -> float:
@@ -335,14 +344,17 @@ def _widen(plans: list[list], budget: int, view: View, est=_remaining) -> None:
             return
 
 
-def _pick(task: Task, d: int, free: set[int], view: View, taken: dict[int, int]) -> tuple[int, ...] | None:
-    """A group of ``d`` free GPUs (fewer, down the model's degrees, if ``d`` no longer fit); None if none can."""
+def _pick(task: Task, d: int, free: set[int], view: View, taken: dict[int, int],
+          key=None) -> tuple[int, ...] | None:
+    """A group of ``d`` free GPUs: the request's state holders, then the others by ``key`` (default: fewest
+    waiting tasks' state on it, low rank); fewer, down the model's degrees, if ``d`` no longer fits; None if none
+    can, or if the request's state sits only on GPUs no longer free."""
     req = view.request(task.request)
     holders = view.holders(task.request)
     own = [g for g in holders if g in free]
     if holders and not own:
         return None
-    rest = sorted((g for g in free if g not in holders), key=lambda g: (taken.get(g, 0), g))
+    rest = sorted((g for g in free if g not in holders), key=key or (lambda g: (taken.get(g, 0), g)))
     sizes = [d] + ([s for s in reversed(view.degrees(req.model)) if s < d] if task.parallel else [])
     for n in sizes:
         if n <= len(own) + len(rest):
@@ -463,8 +475,12 @@ class MemoryAware(EDFBestFit):
     then free GPUs holding its model, then GPUs it fits on (largest memory first), then the rest (low ranks); the
     estimate is ``view.group_s`` (model load there + remaining time, streamed at the group's smallest memory when
     some GPU cannot hold the model). Best fit as EDF: the smallest group meeting the deadline, else the fastest;
-    spare GPUs then widen placed groups (in order) where that is faster. A model that fits no free GPU still runs,
-    streamed, when that is the best estimate: a pool of small GPUs serves it.
+    spare GPUs then widen groups one step at a time, the first (in order) that a faster degree fits, as EDF's
+    ``_widen``. These groups only settle the degrees: the GPUs are then picked as EDF picks them (in order, each
+    request's own state holders first, then the rest in the order above), so requests keep their state where EDF
+    would (fewer reshards), and on a pool where memory does not matter memory-aware makes ``edf-triage``'s
+    decisions exactly. A model that fits no free GPU still runs, streamed, when that is the best estimate: a pool of
+    small GPUs serves it.
 
     ``triage`` (default on, see :class:`EDFBestFit`): a request that cannot meet its deadline any more, even
     resident at its fastest degree, goes after every request that still can (EDF among each). Plain EDF spends
@@ -516,14 +532,20 @@ class MemoryAware(EDFBestFit):
         free = set(view.free)
         tasks = self.ordered(view)
         taken = self._taken
-        plans: list[list] = []  # [task, group, estimate]
+        plans: list[list] = []  # [task, group, estimate, spare_big pick]
+        free0 = frozenset(view.free)
         for t in tasks:
             if not free:
                 break
             holders = self._held[t.id]
-            if holders and free.isdisjoint(holders):
+            if holders and free0.isdisjoint(holders):
                 continue  # its state sits on busy GPUs: wait for one of them
             order = self._order(t, free, view, taken)
+            # its state holders are free but priced into earlier groups: as EDF, it still takes a share of the
+            # GPUs (its placement then finds no holder and it waits), but the GPUs least wanted, not the best
+            lost = bool(holders) and free.isdisjoint(holders)
+            if lost:
+                order.reverse()
             req = view.request(t.request)
             sizes = [d for d in view.degrees(req.model) if d <= len(order)] if t.parallel else [1]
             if not sizes:
@@ -535,23 +557,47 @@ class MemoryAware(EDFBestFit):
             if req.deadline_s is not None and pick is None:
                 pick = next((c for c in cands if view.now + c[1] <= req.deadline_s), None)
             pick = pick or min(cands, key=lambda c: (c[1], len(c[0])))
-            plans.append([t, pick[0], pick[1]])
+            plans.append([t, pick[0], pick[1], pick is not None and not cands, lost])
             free.difference_update(pick[0])
-        for p in plans:  # widen in EDF order while spare GPUs make a group faster
-            t = p[0]
-            if not t.parallel or not free:
-                continue
-            model = view.request(t.request).model
-            order = self._order(t, free, view, taken)  # holders left out of a narrowed group come back first
-            for d in view.degrees(model):
-                extra = [g for g in order if g in free]
-                if len(p[1]) < d <= len(p[1]) + len(extra):
-                    group = p[1] + tuple(extra[:d - len(p[1])])
-                    est = view.group_s(t.request, group)
-                    if est < p[2]:
-                        free.difference_update(group)
-                        p[1], p[2] = group, est
-        return [t.on(group) for t, group, _ in plans]
+        # widen as EDF's _widen: one step at a time, to the first group (in order) whose next faster degree the
+        # spare GPUs allow, then again from the first (a group that cannot widen now cannot later: free shrinks)
+        stuck = [not p[0].parallel for p in plans]
+        while free:
+            for i, p in enumerate(plans):
+                if stuck[i]:
+                    continue
+                t, n = p[0], len(p[1])
+                extra = self._order(t, free, view, taken)  # holders left out of a narrowed group come back first
+                if p[4]:
+                    extra.reverse()
+                up = None
+                for d in view.degrees(view.request(t.request).model):
+                    if n < d <= n + len(extra):
+                        group = p[1] + tuple(extra[:d - n])
+                        est = view.group_s(t.request, group)
+                        if est < p[2]:
+                            up = group, est
+                            break
+                if up is None:
+                    stuck[i] = True
+                    continue
+                free.difference_update(up[0])
+                p[1], p[2] = up
+                break
+            else:
+                break
+        # the degrees are settled; now the groups, as EDF forms them: in order, each request's own state holders
+        # first (a group priced above may have taken GPUs that hold a later request's state: fewer reshards)
+        # (a spare_big group stays as picked: its GPUs were chosen for not holding the model)
+        spare = [p for p in plans if p[3]]
+        free = set(view.free).difference(*(p[1] for p in spare))
+        out = self._place([(p[0], len(p[1])) for p in plans if not p[3]], free, view)
+        return out + [p[0].on(p[1]) for p in spare]
+
+    def _rest_key(self, task, view, taken):
+        model = view.request(task.request).model
+        return lambda g: (model not in view.resident(g), not view.fits(model, g), -view.mem_gb(g),
+                          taken.get(g, 0), g)
 
     def _spare_pick(self, task: Task, req, order: list[int], view: View):
         """On a mixed pool, a group of free GPUs that cannot hold the model (streamed) that still meets the
@@ -571,16 +617,11 @@ class MemoryAware(EDFBestFit):
                 return (tuple(small[:d]), est)
         return None
 
-    @staticmethod
-    def _order(task: Task, free: set[int], view: View, taken: dict[int, int]) -> list[int]:
+    def _order(self, task: Task, free: set[int], view: View, taken: dict[int, int]) -> list[int]:
         """Free GPUs in the order a group for ``task`` takes them (see the class docstring)."""
-        req = view.request(task.request)
         holders = view.holders(task.request)
         own = [g for g in holders if g in free]
-        rest = sorted((g for g in free if g not in holders),
-                      key=lambda g: (req.model not in view.resident(g), not view.fits(req.model, g),
-                                     -view.mem_gb(g), taken.get(g, 0), g))
-        return own + rest
+        return own + sorted((g for g in free if g not in holders), key=self._rest_key(task, view, taken))
 
 
 class Preemptive(EDFBestFit):
