@@ -1,7 +1,8 @@
 """A whole full-size diffusers pipeline (random weights, no download) on one GPU: seconds per image (or clip) and
 peak memory for no offloading, diffusers' offloading and `cfcompile.apply` under memory budgets.
 
-    python benchmarks/bench_pipeline.py --pipeline flux --configs none,model-cpu-offload,group-offload,apply:24GiB,apply:12GiB
+    python benchmarks/bench_pipeline.py --pipeline flux \
+        --configs none,model-cpu-offload,group-offload,apply:24GiB,apply:12GiB
     python benchmarks/bench_pipeline.py --pipeline wan --steps 4 --configs none,apply:24GiB
 
 Configs (each on a freshly built pipeline, same seed, same random weights):
@@ -13,8 +14,8 @@ Configs (each on a freshly built pipeline, same seed, same random weights):
   apply-rf:F           ``cfcompile.apply(pipe, resident_fraction=F)``
 
 Per config: ``--warmup-calls`` warm-up calls with ``--warmup-steps`` steps (the first compiles), then ``--images``
-timed calls with ``--steps`` steps; the median image time, its parts (prompt encoding, denoising steps, VAE decode; each ends in a
-device synchronisation) and ``max_memory_allocated`` / ``max_memory_reserved`` over the timed calls. For
+timed calls with ``--steps`` steps; the median image time, its parts (prompt encoding, denoising steps, VAE decode;
+each ends in a device synchronisation) and ``max_memory_allocated`` / ``max_memory_reserved`` over the timed calls. For
 ``apply:``, the cost model's predictions per component and the budget's planned peak. The first config's image is the
 reference: the largest difference of each later image to it is reported. Rows go to ``$OUT/pipeline_<name>.json`` as
 each is measured.

@@ -27,9 +27,9 @@ Under a ``memory_budget`` the components that run once per request (everything b
 VAE) stream all their weights (``max_resident_fraction=0``): the budget's resident room goes to the transformer,
 called at every denoising step. Graphs under one `MemoryBudget` are planned in call order, so without this the text
 encoders, called first, would keep resident what the transformer needs more (measured on FLUX.1 at 12 GiB, H100:
-T5-XXL kept 6.9 of its 9.5 GB resident and the transformer streamed nearly all of its weights every step). The price is one pass of their weights
-over PCIe per request (T5-XXL: 9.5 GB, ~0.2 s at 47 GB/s). Pass ``max_resident_fraction`` to `apply` to choose
-for every component yourself.
+T5-XXL kept 6.9 of its 9.5 GB resident and the transformer streamed nearly all of its weights every step). The
+price is one pass of their weights over PCIe per request (T5-XXL: 9.5 GB, ~0.2 s at 47 GB/s). Pass
+``max_resident_fraction`` to `apply` to choose for every component yourself.
 
 Weights outside the compiled parts (a DiT's embedders and output layers under regional compilation, a VAE's
 ``post_quant_conv``) stay offloaded and run eagerly: on a GPU their kernels read them over PCIe (correct; about
@@ -74,7 +74,6 @@ class _Part:
     origin: torch.device | None  # where its parameters were before (None: on several devices)
     offloaded: bool = False     # by `apply` (False: it already was, and stays so)
     compiled: list[nn.Module] = dataclasses.field(default_factory=list)
-    streams_all: bool = False   # compiled with max_resident_fraction=0 by `apply` (runs once per request)
 
 
 @dataclasses.dataclass
@@ -209,8 +208,9 @@ def apply(pipe_or_module: Any, device: str | torch.device = "cuda", *, regional:
                 part.offloaded = True
             object.__setattr__(m, _PART_OF, part.name)
             part_options = compile_options
-            if budget is not None and "max_resident_fraction" not in options and name and not _runs_every_step(name, m):
-                part_options, part.streams_all = {**compile_options, "max_resident_fraction": 0.0}, True
+            runs_once = name and not _runs_every_step(name, m)   # ("": a single module given to apply)
+            if budget is not None and "max_resident_fraction" not in options and runs_once:
+                part_options = {**compile_options, "max_resident_fraction": 0.0}
             for target in _targets(m, part.how):
                 target.compile(backend="chunkflow", options=part_options)
                 part.compiled.append(target)
