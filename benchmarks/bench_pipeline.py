@@ -127,9 +127,9 @@ def setup(pipe, config: str) -> dict:
     return {}
 
 
-def served() -> dict[int, tuple[int, int]]:
-    """(calls, streamed bytes) so far of every live chunkflow graph, by graph."""
-    return {id(info.state): info.served for info in cfcompile.compiled_graphs()}
+def served() -> dict[int, tuple[int, int, float]]:
+    """(calls, streamed bytes, predicted ms) so far of every live chunkflow graph, by graph."""
+    return {id(info.state): (*info.served, info.predicted_ms_served) for info in cfcompile.compiled_graphs()}
 
 
 def predictions(pipe, before: dict, images: int) -> dict:
@@ -148,14 +148,18 @@ def predictions(pipe, before: dict, images: int) -> dict:
         if p is None:
             continue
         component = next((name for name, st in stores.items() if st is not None and info.reads_from(st)), None)
-        calls0, bytes0 = before.get(id(info.state), (0, 0))
+        calls0, bytes0, ms0 = before.get(id(info.state), (0, 0, 0.0))
         calls, nbytes = info.served
+        # each call priced by the plan of the variant that ran it (lean variants stream whole blocks)
+        ms = (info.predicted_ms_served - ms0) / images
         calls, nbytes = (calls - calls0) / images, (nbytes - bytes0) / images
         graphs.append(dict(component=component, step_ms=p.step_ms, compute_ms=p.compute_ms, copy_ms=p.copy_ms,
                            stall_ms=p.stall_ms, peak_bytes=p.peak_bytes, resident_bytes=p.resident_bytes,
                            streamed_bytes=info.plan.streamed_bytes, groups=len(info.plan.groups),
-                           calls_per_image=calls, streamed_bytes_per_image=nbytes))
-        per_component[component] = per_component.get(component, 0.0) + calls * p.step_ms
+                           lean_step_ms=info.state.lean.prediction.step_ms if info.state.lean else None,
+                           calls_per_image=calls, streamed_bytes_per_image=nbytes, predicted_ms_per_image=ms,
+                           compiles_saved=info.compiles_saved))
+        per_component[component] = per_component.get(component, 0.0) + ms
     usage = record.budget.usage() if record.budget is not None else {}
     return dict(summary=record.summary(), graphs=graphs, predicted_ms_per_image=per_component,
                 budget_planned_peak_gib=usage.get("peak_bytes", 0) / 2**30 if usage else None)

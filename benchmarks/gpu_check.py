@@ -12,6 +12,7 @@ output equal to the first.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -84,7 +85,11 @@ def check(dtype: torch.dtype, tol: float, variants=VARIANTS) -> bool:
                   f"equal to inductor: {torch.equal(runs[-1], ind)}; order violations: {order[:3]}", flush=True)
             if os.environ.get("OUT") and dtype == torch.float32:
                 Path(os.environ["OUT"], f"code_{tag}.py").write_text(code[0])
+            # the next variant may plan under another memory budget: no graph of this one may stay alive
+            # (``g`` holds its runtime), else the budgets would be mixed on the same weights (an error)
+            del fn, g
             torch._dynamo.reset()
+            gc.collect()
         cfcompile.restore(model)
         ok &= torch.equal(model(**inputs)[0], ref)
     return ok

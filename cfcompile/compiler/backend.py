@@ -153,13 +153,13 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     profile = resolve_profile(config.profile, device)
     costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
     free = free_bytes(device, config)
-    policy = resolve(config, profile).collective_policy
+    policy = resolve(config, profile, budget=False).collective_policy
     if costs.collectives:  # a sequence-parallel graph: every rank must make the same plan
         link = topology.detect(device)
         costed = profile
         if config.profile is None:   # a profile the user gave keeps its link
             profile = link.adjust(profile)
-        policy = resolve(config, profile, link=link).collective_policy
+        policy = resolve(config, profile, link=link, budget=False).collective_policy
         log.info("chunkflow: collectives over %s (%s): policy %s, link %.0f GB/s%s", link.kind, link.reason, policy,
                  profile.link_gbs, ", shared with the weight copies" if profile.link_shares_h2d else "")
         profile, free, policy = _agree_across_ranks(profile, free, policy)
@@ -195,13 +195,14 @@ class _Compiled:
     plan (``options={"calibrate": True}``)."""
 
     def __init__(self, gm, example_inputs, reads, config, patches, device, profile, policy):
-        self.rt = None
+        self.rt = self.compiled = self.plan = None
         self.gm, self.reads, self.config, self.patches, self.policy = gm, reads, config, patches, policy
         self.device, self.profile = device, profile
         # Calibration recompiles after a timed call: keeps what compile_fx needs until then.
         self.example_inputs = list(example_inputs)
         self.calibrating = config.calibrate
         self.calls = 0
+        self.compiles_saved = 0             # re-plans that kept the compiled code (same placement)
         self.served = [0, 0]                # calls routed here, and the bytes their plans stream (plan at the call)
         self.marks: list | None = None      # timing marks while the calibration call runs
         self.calibration: dict | None = None
@@ -275,7 +276,10 @@ class _Compiled:
         return rt.inputs_for(binding, self.next_of.get(binding), rt.flip)
 
     def build(self, plan, prediction, costs, fake_mode) -> None:
+        """Allocate ``plan``'s device memory and compile its code; a plan that compiles to the code this graph
+        already has (re-planned after a take-back into the same placement) keeps that code: no Inductor run."""
         config, reads, device = self.config, self.reads, self.device
+        reuse = self.compiled if self.compiled is not None and plan.code_key() == self.plan.code_key() else None
         self.plan, self.prediction, self.costs = plan, prediction, costs
         self.streamed_per_call = plan.streamed_bytes   # (a sum over the groups: not on every call)
         if self.rt is not None:  # free the previous graph's arena and residents before allocating the next ones
@@ -283,11 +287,15 @@ class _Compiled:
         self.compiled = self.rt = None
         rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device, config.shared_arena)
         self.binder, self.prev, self.next_of = Binder(plan, self.names), None, {}
-        try:
-            self._compile(rt, plan, prediction, costs, fake_mode)
-        except BaseException:
-            rt.close()
-            raise
+        if reuse is not None:
+            self.compiled, self.rt = reuse, rt
+            self.compiles_saved += 1
+        else:
+            try:
+                self._compile(rt, plan, prediction, costs, fake_mode)
+            except BaseException:
+                rt.close()
+                raise
         shared.register(rt, config, reads, costs.peak_activation_bytes)
 
     def _compile(self, rt, plan, prediction, costs, fake_mode) -> None:
@@ -322,8 +330,10 @@ class _Compiled:
         plan, prediction, _ = plan_graph(self.reads, self.config, self.costs, self.profile, self.device,
                                                 free_bytes=free_bytes(self.device, self.config),
                                                 collective_policy=self.policy, replanning=self.rt)
-        log.info("chunkflow: planning a graph again after its resident chunks were taken back: resident %s -> %s",
-                 format_bytes(self.plan.total_resident_bytes), format_bytes(plan.total_resident_bytes))
+        log.info("chunkflow: planning a graph again after its resident chunks were taken back: resident %s -> %s; %s",
+                 format_bytes(self.plan.total_resident_bytes), format_bytes(plan.total_resident_bytes),
+                 "same placement, the compiled code is kept" if self.compiled is not None and
+                 plan.code_key() == self.plan.code_key() else "recompiling")
         kept, self.example_inputs = self.example_inputs, list(args)
         try:
             self.build(plan, prediction, self.costs, None)
@@ -391,6 +401,22 @@ class GraphInfo:
         graphs = (s, *s.variants, *([s.lean] if s.lean else []))
         return sum(g.served[0] for g in graphs), sum(g.served[1] for g in graphs)
 
+    @property
+    def predicted_ms_served(self) -> float:
+        """The cost model's time for the calls served so far: each call priced by the plan of the variant that ran
+        it (a graph serving several blocks runs those whose resident chunks do not fit through its lean variant,
+        which streams everything: pricing every call by the traced block's plan would miss those copies).
+        Calls before a re-plan are priced by the current plan."""
+        s = self.state
+        graphs = (s, *s.variants, *([s.lean] if s.lean else []))
+        return sum(g.served[0] * g.prediction.step_ms for g in graphs if g.prediction is not None)
+
+    @property
+    def compiles_saved(self) -> int:
+        """Re-plans (after a take-back or a release) that kept the compiled code: same placement of every chunk."""
+        s = self.state
+        return sum(g.compiles_saved for g in (s, *s.variants, *([s.lean] if s.lean else [])))
+
     def reads_from(self, store) -> bool:
         """Whether the graph streams weights offloaded to ``store`` (an `offload.HostStore`)."""
         return any(r.group.store is not None and r.group.store() is store for r in self.state.reads)
@@ -413,7 +439,7 @@ def release_graphs(reading=None) -> int:
 
     For after ``torch._dynamo.reset()``: Dynamo keeps the guards of graphs split by a graph break alive through
     finalizers on global objects (torch 2.13), and with them the compiled graphs. A released graph that is called
-    again is planned and compiled again."""
+    again is planned again (and compiled again unless the new plan places every chunk as before)."""
     wanted = None if reading is None else {id(g) for g in reading}
     n = 0
     for info in compiled_graphs():

@@ -159,6 +159,15 @@ class Plan:
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
+    def code_key(self) -> str:
+        """What the generated code depends on: two plans with the same key compile to the same code (the budget the
+        plan was tuned for and the device bytes its groups' resident copies hold are not in the code: a resident
+        slot is a view of just the planned range, given at call time)."""
+        d = self.to_json()
+        for k in ("memory_budget", "resident_bytes", "summary", "host_bytes", "pinned_bytes", "weight_bytes"):
+            d.pop(k)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
 
 @dataclasses.dataclass(frozen=True)
 class DeviceState:
