@@ -13,7 +13,7 @@ from torch import nn
 import cfcompile
 from cfcompile.compiler.backend import compiled_graphs
 from cfcompile.offload import lookup
-from cfcompile.runtime.arena import RESIDENTS
+from cfcompile.runtime.arena import ARENAS, RESIDENTS
 from toy import Block, toy
 
 OPTS = {"chunk_size": 4096}
@@ -112,6 +112,13 @@ def test_blocks_whose_resident_chunks_do_not_fit_the_budget_stream():
     assert state.plan.total_resident_bytes > 0
     assert state.lean is not None and state.lean.plan.total_resident_bytes == 0
     assert 0 < len(state.rt.bound) < 4 and state.rt.no_room
+    # the lean variant is planned within the model's budget: the room kept for its arena is its arena, and what
+    # is held (shared arena, every block's resident chunks, activations) stays within the budget
+    assert dict(state.lean.plan.arena_bytes) == state.rt.lean_arena
+    budget = state.config.memory_budget
+    assert state.lean.rt.budget is budget
+    held = ARENAS.bytes() + RESIDENTS.bytes() + max(g.rt.activation_bytes for g in (state, state.lean))
+    assert budget.usage()["peak_bytes"] == held <= budget.bytes
 
 
 class BreakBlock(Block):

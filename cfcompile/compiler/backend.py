@@ -39,6 +39,7 @@ from ..report.dump import new_dump_dir, write_plan, write_prediction
 from ..plan.analysis import find_weight_reads
 from ..plan.search import block_spans
 from ..plan.inputs import InputLayout
+from ..plan.layout import lean_arena
 from ..plan.resolve import free_bytes, resolve
 from .pass_manager import ChunkflowPass, check_disabled
 from .. import _compat
@@ -196,6 +197,7 @@ class _Compiled:
 
     def __init__(self, gm, example_inputs, reads, config, patches, device, profile, policy):
         self.rt = self.compiled = self.plan = None
+        self.is_lean = False                # the variant with nothing resident (`lean` of another graph)
         self.gm, self.reads, self.config, self.patches, self.policy = gm, reads, config, patches, policy
         self.device, self.profile = device, profile
         # Calibration recompiles after a timed call: keeps what compile_fx needs until then.
@@ -243,7 +245,15 @@ class _Compiled:
         """Plan and compile the same Dynamo graph for the layout of ``args``' weights (Dynamo gave this graph weights
         whose offsets in their groups differ from the traced ones: a plan belongs to a layout); ``lean``: with
         nothing resident, for blocks whose resident chunks do not fit the budget."""
-        config = dataclasses.replace(self.config, memory_budget=None, resident_fraction=0.0) if lean else self.config
+        config = self.config
+        if lean and shared.shared(config) is not None:
+            # planned within the budget, its arena counted there (planned outside it, its arena grew the shared one
+            # past the budget: 12.04 GiB under "12GiB" for a regional Flux); the chunk size and depth of the plan, so
+            # its arena is the one `lean_arena` kept room for
+            config = dataclasses.replace(config, max_resident_fraction=0.0, chunk_size=self.plan.chunk_size,
+                                         prefetch_depth=self.plan.prefetch_depth)
+        elif lean:
+            config = dataclasses.replace(config, memory_budget=None, resident_fraction=0.0)
         reads = find_weight_reads(self.gm, args)
         costs = estimate_costs(self.gm, args, self.profile, [r.input_index for r in reads])
         plan, prediction, evicted = plan_graph(reads, config, costs, self.profile, self.device,
@@ -251,7 +261,7 @@ class _Compiled:
                                                       collective_policy=self.policy)
         evict(evicted)
         graph = _Compiled(self.gm, args, reads, config, self.patches, self.device, self.profile, self.policy)
-        graph.calibrating = False
+        graph.calibrating, graph.is_lean = False, lean
         graph.build(plan, prediction, costs, None)
         graph.example_inputs = None
         if lean:
@@ -286,6 +296,8 @@ class _Compiled:
             self.rt.close()
         self.compiled = self.rt = None
         rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device, config.shared_arena)
+        if config.memory_budget is not None and not self.is_lean:   # room its lean variant will need
+            rt.lean_arena = lean_arena(reads, plan, config)
         self.binder, self.prev, self.next_of = Binder(plan, self.names), None, {}
         if reuse is not None:
             self.compiled, self.rt = reuse, rt

@@ -258,6 +258,14 @@ def streaming_floor(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> dic
     return lay_out(specs, [0] * len(specs), {}, depth, config.wrap_around).arena_sizes
 
 
+def lean_arena(reads: Sequence[WeightRead], plan: Plan, config: ChunkFlowConfig) -> dict[str, int]:
+    """Arena bytes per dtype of ``plan``'s lean variant (`compiler.backend`: the same graph with nothing resident,
+    for blocks whose resident chunks do not fit a memory budget; same chunk size and prefetch depth): what a graph
+    serving several blocks must leave room for before it keeps another block's chunks resident."""
+    specs = specs_of(reads, plan.chunk_size)
+    return lay_out(specs, [0] * len(specs), {}, plan.prefetch_depth, config.wrap_around).arena_sizes
+
+
 def make_plan(reads: Sequence[WeightRead], config: ChunkFlowConfig) -> Plan:
     """The plan without a cost model: each group keeps a prefix of its chunks resident (``resident_fraction`` of
     them, spread in proportion to group size) and prefetches run ``prefetch_depth`` streamed groups ahead."""

@@ -65,6 +65,10 @@ class _ArenaPool:
     def bytes(self) -> int:
         return sum(b.numel() * b.element_size() for b in self.buffers.values())
 
+    def size(self, device: torch.device, dtype: str) -> int:
+        b = self.buffers.get((str(device), dtype))
+        return 0 if b is None else b.numel() * b.element_size()
+
 
 ARENAS = _ArenaPool()
 
@@ -175,6 +179,7 @@ class GraphRuntime:
         self.groups = groups
         self.group_keys = {RESIDENTS.key(device, g) for g in groups.values()}
         self.budget, self.activation_bytes, self.floor_arena, self.last_call = None, 0, {}, 0
+        self.lean_arena: dict[str, int] = {}   # per dtype: the arena of the lean variant (set under a budget)
         self.stale = self.closed = False
         self._alloc = alloc = self._allocator()
         # What the finalizer gives back; filled as it is taken, so a failure half way gives back exactly that.
@@ -327,7 +332,10 @@ class GraphRuntime:
             return True
         used = usage(self.budget)["peak_bytes"] if self.budget is not None else \
             ARENAS.bytes() + RESIDENTS.bytes(self.device) + self.activation_bytes
-        return used + RESIDENTS.extra_bytes(self.device, group, rng) <= (1 - BUDGET_HEADROOM) * budget
+        # the blocks that do not fit stream through the lean variant: its arena must fit too
+        lean = sum(max(0, n - ARENAS.size(self.device, dt)) if self.shared_arena else n
+                   for dt, n in self.lean_arena.items())
+        return used + lean + RESIDENTS.extra_bytes(self.device, group, rng) <= (1 - BUDGET_HEADROOM) * budget
 
     def evict(self) -> None:
         """Give the resident chunks back (a shared budget needs the room): the graph must be planned again before
