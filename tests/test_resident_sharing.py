@@ -157,6 +157,9 @@ def test_a_plain_budget_is_the_models_a_later_shape_takes_the_resident_chunks_ba
         assert a.runtime.stale and not b.runtime.stale   # a gave its resident chunks back
         usage = a.runtime.budget.usage()
         assert usage["graphs"] == 2 and usage["peak_bytes"] <= budget
+        # and its share of the arena: what the device really holds is within the budget too
+        held = ARENAS.bytes() + RESIDENTS.bytes() + usage["activation_bytes"]
+        assert held <= usage["peak_bytes"], (held, usage)
         torch.testing.assert_close(fn(small), m(small))                   # a, planned again within what b leaves
         assert a.runtime.budget.usage()["peak_bytes"] <= budget
 

@@ -69,6 +69,30 @@ class _ArenaPool:
         b = self.buffers.get((str(device), dtype))
         return 0 if b is None else b.numel() * b.element_size()
 
+    def fit(self, key: tuple[str, str]) -> None:
+        """Shrink the buffer of ``key`` to what its remaining graphs plan (a graph gave its share back): free it
+        first, then allocate the smaller one and re-point them, so the device never holds both. The copy stream is
+        drained first: a wrap-around copy may still be writing the old bytes."""
+        buf = self.buffers.get(key)
+        users = [rt for rt in list(self.users) if key in rt.arena_keys and not rt.closed]
+        if buf is None or not users:
+            return
+        need = max(dict(rt.plan.arena_bytes).get(key[1], 0) for rt in users)
+        if need >= buf.numel() * buf.element_size():
+            return
+        device = buf.device
+        for rt in users:
+            rt.drop_arena(key)
+        del buf
+        self.buffers.pop(key)
+        if device.type == "cuda":
+            from .ops import copy_stream
+            copy_stream(device).synchronize()
+        new = torch.empty(need // getattr(torch, key[1]).itemsize, dtype=getattr(torch, key[1]), device=device)
+        self.buffers[key] = new
+        for rt in users:
+            rt.rebind(key, new)
+
 
 ARENAS = _ArenaPool()
 
@@ -248,6 +272,14 @@ class GraphRuntime:
         self.held["slots"] = [t.data_ptr() for t in (*self.slots, *self.seconds)]
         self.bound.clear()
 
+    def drop_arena(self, key: tuple[str, str]) -> None:
+        """The shared arena of ``key`` is about to be freed and replaced (`_ArenaPool.fit`): let go of its slots."""
+        forget_slots(self.held["slots"])
+        self.held["slots"] = []
+        self.arenas.pop(key[1], None)
+        self.slots, self.seconds = [], []
+        self.bound.clear()
+
     def rebind_residents(self) -> None:
         """A resident copy this graph reads moved (it grew): build the inputs again on the next call."""
         self.bound.clear()
@@ -259,8 +291,8 @@ class GraphRuntime:
 
     @property
     def hosts(self) -> list[torch.Tensor]:
-        """The host windows for the traced weights."""
-        if self.closed:
+        """The host windows for the traced weights ([] once the graph gave its memory back)."""
+        if self.closed or self.stale:
             return []
         inputs = self.inputs
         return [inputs[i] for i in self.layout.hosts]
@@ -346,6 +378,21 @@ class GraphRuntime:
         for key in self.held["residents"]:
             RESIDENTS.release(key)
         self.held["residents"] = []
+        self._give_back_arenas()
+
+    def _give_back_arenas(self) -> None:
+        """Its share of the shared arenas too: the budget counts a stale graph at its leanest arena, so the buffer
+        must not stay at the size this graph planned (it is planned again, and takes its arena again, on its next
+        call)."""
+        if not self.shared_arena:
+            return
+        ARENAS.users.discard(self)
+        forget_slots(self.held["slots"])
+        keys, self.held["arenas"], self.held["slots"] = self.held["arenas"], [], []
+        self.arena_keys, self.slots, self.seconds = set(), [], []
+        for key in keys:
+            ARENAS.release(key)
+            ARENAS.fit(key)
 
     def close(self) -> None:
         """Give everything back now (the graph is being replaced), not when it is collected."""
