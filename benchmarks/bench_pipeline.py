@@ -11,6 +11,8 @@ Configs (each on a freshly built pipeline, same seed, same random weights):
   group-offload        diffusers' ``enable_group_offload`` at its fastest settings: block level, one block per group,
                        prefetch on a side stream (``use_stream=True, record_stream=True, non_blocking=True``)
   apply:BUDGET         ``cfcompile.apply(pipe, memory_budget=BUDGET)``: every component offloaded and compiled
+  apply-cal:BUDGET     the same with ``calibrate=True``: each graph times its second call and is planned again from
+                       the measured compute (its report, measured against estimated, goes in the row)
   apply-rf:F           ``cfcompile.apply(pipe, resident_fraction=F)``
 
 Per config: ``--warmup-calls`` warm-up calls with ``--warmup-steps`` steps (the first compiles), then ``--images``
@@ -119,11 +121,13 @@ def setup(pipe, config: str) -> dict:
                                   num_blocks_per_group=1, use_stream=True, record_stream=True, non_blocking=True)
     elif kind == "apply":
         cfcompile.apply(pipe, device=DEVICE, memory_budget=arg)
+    elif kind == "apply-cal":   # the same, each graph re-planned from its second call's measured compute
+        cfcompile.apply(pipe, device=DEVICE, memory_budget=arg, calibrate=True)
     elif kind == "apply-rf":
         cfcompile.apply(pipe, device=DEVICE, resident_fraction=float(arg))
     else:
         raise SystemExit(f"unknown config {config!r}: none, model-cpu-offload, group-offload, apply:BUDGET, "
-                         f"apply-rf:F")
+                         f"apply-cal:BUDGET, apply-rf:F")
     return {}
 
 
@@ -158,7 +162,7 @@ def predictions(pipe, before: dict, images: int) -> dict:
                            streamed_bytes=info.plan.streamed_bytes, groups=len(info.plan.groups),
                            lean_step_ms=info.state.lean.prediction.step_ms if info.state.lean else None,
                            calls_per_image=calls, streamed_bytes_per_image=nbytes, predicted_ms_per_image=ms,
-                           compiles_saved=info.compiles_saved))
+                           compiles_saved=info.compiles_saved, calibration=info.calibration))
         per_component[component] = per_component.get(component, 0.0) + ms
     usage = record.budget.usage() if record.budget is not None else {}
     return dict(summary=record.summary(), graphs=graphs, predicted_ms_per_image=per_component,
