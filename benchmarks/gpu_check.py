@@ -1,6 +1,7 @@
 """Correctness of offload + chunkflow on a real GPU with a small Flux (run before the benchmarks).
 
     python benchmarks/gpu_check.py            # writes the generated code of each variant to $OUT
+    python benchmarks/gpu_check.py --device cpu --quick --long 20   # the script itself, on the CPU
 
 Checks: eager on offloaded (UVA) weights is bitwise the eager result; every chunkflow schedule gives the same output
 on repeated calls, matches plain Inductor, and its generated code waits before it reads. The variants cover the
@@ -31,6 +32,17 @@ from cfcompile.compiler.verify import check_generated_order  # noqa: E402
 SMALL = dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
              joint_attention_dim=256, pooled_projection_dim=128, axes_dims_rope=(16, 24, 24))
 _BASE = {"chunk_size": "1MiB"}
+DEVICE = "cuda"   # --device cpu: the same checks on the CPU (memory_budget "auto" becomes 64 MiB there), to try the
+#                   script itself before spending GPU time on it
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def allocated() -> int:
+    return torch.cuda.memory_allocated() if DEVICE == "cuda" else 0
 VARIANTS = (
     {"resident_fraction": 0.0, "prefetch_depth": 1},
     {"resident_fraction": 0.0, "prefetch_depth": 1, "overlap_copies": False},
@@ -53,30 +65,33 @@ def _tag(dtype: torch.dtype, options: dict) -> str:
 
 
 def check(dtype: torch.dtype, tol: float, variants=VARIANTS) -> bool:
-    model = build_flux("cuda", dtype=dtype, **SMALL)
-    inputs = flux_inputs(256, 64, config=model.config, dtype=dtype)
+    model = build_flux(DEVICE, dtype=dtype, **SMALL)
+    inputs = flux_inputs(256, 64, device=DEVICE, config=model.config, dtype=dtype)
     ok = True
     with torch.no_grad():
         ref = model(**inputs)[0]
         ind = torch.compile(model, backend="inductor")(**inputs)[0]
         torch._dynamo.reset()
-        before = torch.cuda.memory_allocated()
-        cfcompile.offload(model, device="cuda")
-        after = torch.cuda.memory_allocated()
+        before = allocated()
+        cfcompile.offload(model, device=DEVICE)
+        after = allocated()
         eager = model(**inputs)[0]
         print(f"[{dtype}] device memory before offload {before / 2**20:.1f} MiB, after {after / 2**20:.1f} MiB; "
               f"eager on UVA weights bitwise equal: {torch.equal(eager, ref)}; inductor vs eager "
               f"{(ind - ref).abs().max().item():.3g}")
         for options in variants:
             if options.get("memory_budget") == "weights/2":
-                options = {"memory_budget": before // 2 + 2**28}
+                weights = sum(p.numel() * p.element_size() for p in model.parameters())
+                options = {"memory_budget": weights // 2 + 2**28}
+            if options.get("memory_budget") == "auto" and DEVICE != "cuda":   # free memory is a GPU's notion
+                options = {"memory_budget": "64MiB"}
             fn = torch.compile(model, backend="chunkflow", options={**_BASE, **options} if "memory_budget" not in
                                options else options)
             first, code = run_and_get_code(fn, **inputs)
             g = compiled_graphs()[-1]
             order = check_generated_order(code[0], list(g.layout.slots), clobbers(g.plan))
             runs = [first[0].clone()] + [fn(**inputs)[0].clone() for _ in range(3)]
-            torch.cuda.synchronize()
+            sync()
             diffs = [f"{(r - ind).abs().max().item():.3g}" for r in runs]
             good = not order and all(torch.allclose(r, ind, atol=tol, rtol=tol) for r in runs)
             ok &= good
@@ -101,13 +116,13 @@ def check_two_resolutions_and_long_run(calls: int) -> bool:
     from cfcompile.runtime import ops
     from cfcompile.runtime.arena import ARENAS
 
-    model = build_flux("cuda", dtype=torch.float32, **SMALL)
-    small, large = (flux_inputs(n, 64, config=model.config, dtype=torch.float32) for n in (256, 1024))
+    model = build_flux(DEVICE, dtype=torch.float32, **SMALL)
+    small, large = (flux_inputs(n, 64, device=DEVICE, config=model.config, dtype=torch.float32) for n in (256, 1024))
     ok = True
     with torch.no_grad():
         refs = [torch.compile(model, backend="inductor", dynamic=False)(**x)[0] for x in (small, large)]
         torch._dynamo.reset()
-        cfcompile.offload(model, device="cuda")
+        cfcompile.offload(model, device=DEVICE)
         fn = torch.compile(model, backend="chunkflow", dynamic=False,
                            options={"resident_fraction": 0.25, "chunk_size": "1MiB"})
         arenas = [ARENAS.bytes()]
@@ -125,15 +140,15 @@ def check_two_resolutions_and_long_run(calls: int) -> bool:
         ok &= good and shared
 
         first = fn(**small)[0].clone()
-        torch.cuda.synchronize()
-        mem0, pending0, events0 = torch.cuda.memory_allocated(), len(ops._pending), len(ops._events)
+        sync()
+        mem0, pending0, events0 = allocated(), len(ops._pending), len(ops._events)
         for i in range(calls):
             out = fn(**small)[0]
             if i == 9:
-                torch.cuda.synchronize()
-                mem10, pending10, events10 = torch.cuda.memory_allocated(), len(ops._pending), len(ops._events)
-        torch.cuda.synchronize()
-        mem, pending, events = torch.cuda.memory_allocated(), len(ops._pending), len(ops._events)
+                sync()
+                mem10, pending10, events10 = allocated(), len(ops._pending), len(ops._events)
+        sync()
+        mem, pending, events = allocated(), len(ops._pending), len(ops._events)
         flat = mem == mem10 and pending == pending10 and events == events10
         good = torch.equal(out, first)
         print(f"[long run] {'OK ' if good and flat else 'BAD'} {calls} calls: allocated {mem0}/{mem10}/{mem} bytes "
@@ -146,7 +161,12 @@ def check_two_resolutions_and_long_run(calls: int) -> bool:
 
 
 def main() -> None:
+    global DEVICE
+    if "--device" in sys.argv:
+        DEVICE = sys.argv[sys.argv.index("--device") + 1]
     calls = int(sys.argv[sys.argv.index("--long") + 1]) if "--long" in sys.argv else 1000
+    if calls < 10:
+        raise SystemExit("--long: at least 10 calls (memory is compared after the 10th and the last)")
     if "--quick" in sys.argv:
         ok = check(torch.float32, 1e-4, VARIANTS[0:7:2] + VARIANTS[7:])
     else:
