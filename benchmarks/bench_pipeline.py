@@ -162,7 +162,7 @@ def predictions(pipe, before: dict, images: int) -> dict:
                            streamed_bytes=info.plan.streamed_bytes, groups=len(info.plan.groups),
                            lean_step_ms=info.state.lean.prediction.step_ms if info.state.lean else None,
                            calls_per_image=calls, streamed_bytes_per_image=nbytes, predicted_ms_per_image=ms,
-                           compiles_saved=info.compiles_saved, calibration=info.calibration))
+                           compiles=info.compiles, compiles_saved=info.compiles_saved, calibration=info.calibration))
         per_component[component] = per_component.get(component, 0.0) + ms
     usage = record.budget.usage() if record.budget is not None else {}
     return dict(summary=record.summary(), graphs=graphs, predicted_ms_per_image=per_component,

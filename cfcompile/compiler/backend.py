@@ -206,6 +206,7 @@ class _Compiled:
         self.example_inputs = list(example_inputs)
         self.calibrating = config.calibrate
         self.calls = 0
+        self.compiles = 0                   # Inductor runs for this graph (the first, re-plans, calibration)
         self.compiles_saved = 0             # re-plans that kept the compiled code (same placement)
         self.served = [0, 0]                # calls routed here, and the bytes their plans stream (plan at the call)
         self.marks: list | None = None      # timing marks while the calibration call runs
@@ -330,6 +331,7 @@ class _Compiled:
         fakes = [fake_mode.from_tensor(t, static_shapes=True) for t in extra] if fake_mode else extra
         self.compiled = compile_fx(_with_extra_inputs(self.gm, names), [*example_inputs, *fakes],
                                    config_patches=patches)
+        self.compiles += 1
         self.rt, self.layout, self.dump_dir = rt, layout, dump_dir
         log.info("chunkflow: compiled a graph with %d offloaded weights in %d groups, %d chunks; arena %s, resident "
                  "%s, streams %s per call; predicted on %s: %.2f ms per call, %d of %d prefetches hidden, peak %s%s",
@@ -423,6 +425,12 @@ class GraphInfo:
         s = self.state
         graphs = (s, *s.variants, *([s.lean] if s.lean else []))
         return sum(g.served[0] * g.prediction.step_ms for g in graphs if g.prediction is not None)
+
+    @property
+    def compiles(self) -> int:
+        """Inductor runs so far, variants included (the first compile, re-plans that moved a chunk, calibration)."""
+        s = self.state
+        return sum(g.compiles for g in (s, *s.variants, *([s.lean] if s.lean else [])))
 
     @property
     def compiles_saved(self) -> int:
