@@ -7,8 +7,9 @@ A 10-minute trace of GF-DiT's mix (S/M/L, piecewise Poisson) per load and mix (`
 ``gfdit:wan``, or ``gfdit``: both models with equal odds) on each pool:
   fits      GPUs of the H100 and H200 profiles (80 / 141 GB, every model fits), loads 0.6-1.2, policies
             static-1/2/4/8, srtf, edf, edf-triage, memory-aware (and memory-aware-notriage, its ablation)
-  48 GB, 24 GB, 80+24 GB   H100 costs on pools where not every model fits (Qwen-Image's 58 GB pipeline and Wan's
-            40 GB + 15 GB of predicted activations fit no 48 GB GPU; nothing fits 24 GB; half the mixed pool does)
+  48 GB, 24 GB, 80+24 GB   H100 costs (--pool-profiles H200: H200 compute and link) on pools where not every
+            model fits (Qwen-Image's 58 GB pipeline and Wan's 40 GB + 15 GB of predicted activations fit no 48 GB
+            GPU; nothing fits 24 GB; half the mixed pool does)
 Every workload is generated with the same profile's table (deadlines = arrival + alpha x predicted single-GPU time)
 and simulated with it. Writes results.json (every summary, plus the CPU seconds of each run) and results.md (the
 tables), and prints the target checks. A simulation runs on one core: its time is ``time.process_time()``.
@@ -112,7 +113,10 @@ def main(argv=None) -> int:
     ap.add_argument("--mixes", default="gfdit:qwen-image,gfdit:wan,gfdit",
                     help="workload mixes; gfdit alone draws Qwen-Image and Wan with equal odds")
     ap.add_argument("--pools", default="fits," + ",".join(MEMORY_POOLS),
-                    help=f"fits (the profile's GPU) and/or {list(MEMORY_POOLS)} (H100 costs)")
+                    help=f"fits (the profile's GPU) and/or {list(MEMORY_POOLS)} (--pool-profiles costs)")
+    ap.add_argument("--pool-profiles", default="H100",
+                    help="cost tables for the 48 / 24 / 80+24 GB pools (default H100; H200 = H200 compute and link "
+                         "on GPUs of that memory, a hypothetical part)")
     ap.add_argument("--loads", default=",".join(map(str, LOADS)))
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--checks", metavar="RESULTS_JSON", nargs="+",
@@ -138,7 +142,8 @@ def main(argv=None) -> int:
                               args.seed, loads, policies)
                 else:
                     mem = parse_gpu_memory(MEMORY_POOLS[pool].format(half=gpus // 2), gpus)
-                    sweep(results, mix, "H100", pool, gpus, mem, args.minutes, args.seed, loads, policies)
+                    for profile in args.pool_profiles.split(","):
+                        sweep(results, mix, profile, pool, gpus, mem, args.minutes, args.seed, loads, policies)
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     md = []
     for key in dict.fromkeys((r["mix"], r["profile"], r["pool"], r["gpus"]) for r in results):
