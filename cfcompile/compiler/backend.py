@@ -239,6 +239,10 @@ class _Compiled:
         graph.count()
         return graph, graph.bind(args)
 
+    def family(self) -> tuple["_Compiled", ...]:
+        """This graph, its layout variants and its lean variant."""
+        return (self, *self.variants, *([self.lean] if self.lean else []))
+
     def count(self) -> None:
         shared.touch(self.rt)
         self.served[0] += 1
@@ -288,9 +292,10 @@ class _Compiled:
             rt.flip ^= 1
         return rt.inputs_for(binding, self.next_of.get(binding), rt.flip)
 
-    def build(self, plan, prediction, costs, fake_mode) -> None:
+    def build(self, plan, prediction, costs, fake_mode) -> bool:
         """Allocate ``plan``'s device memory and compile its code; a plan that compiles to the code this graph
-        already has (re-planned after a take-back into the same placement) keeps that code: no Inductor run."""
+        already has (re-planned after a take-back into the same placement) keeps that code: no Inductor run.
+        Returns whether it kept it."""
         config, reads, device = self.config, self.reads, self.device
         reuse = self.compiled if self.compiled is not None and plan.code_key() == self.plan.code_key() else None
         self.plan, self.prediction, self.costs = plan, prediction, costs
@@ -312,6 +317,7 @@ class _Compiled:
                 rt.close()
                 raise
         shared.register(rt, config, reads, costs.peak_activation_bytes)
+        return reuse is not None
 
     def _compile(self, rt, plan, prediction, costs, fake_mode) -> None:
         from torch._inductor.compile_fx import compile_fx
@@ -346,15 +352,15 @@ class _Compiled:
         plan, prediction, _ = plan_graph(self.reads, self.config, self.costs, self.profile, self.device,
                                                 free_bytes=free_bytes(self.device, self.config),
                                                 collective_policy=self.policy, replanning=self.rt)
-        log.info("chunkflow: planning a graph again after its resident chunks were taken back: resident %s -> %s; %s",
-                 format_bytes(self.plan.total_resident_bytes), format_bytes(plan.total_resident_bytes),
-                 "same placement, the compiled code is kept" if self.compiled is not None and
-                 plan.code_key() == self.plan.code_key() else "recompiling")
+        before = self.plan.total_resident_bytes
         kept, self.example_inputs = self.example_inputs, list(args)
         try:
-            self.build(plan, prediction, self.costs, None)
+            same = self.build(plan, prediction, self.costs, None)
         finally:
             self.example_inputs = kept
+        log.info("chunkflow: planned a graph again after its resident chunks were taken back: resident %s -> %s; %s",
+                 format_bytes(before), format_bytes(plan.total_resident_bytes),
+                 "same placement, the compiled code kept" if same else "recompiled")
 
     def after_call(self) -> None:
         """Calibration: the first call warms up; the second is timed per block; then the plan is made again from
@@ -412,8 +418,7 @@ class GraphInfo:
     def served(self) -> tuple[int, int]:
         """(calls, bytes streamed) so far, this graph's variants included: bytes as each call's plan streams them
         (`Plan.streamed_bytes`; wrap-around copies counted in the call they are for)."""
-        s = self.state
-        graphs = (s, *s.variants, *([s.lean] if s.lean else []))
+        graphs = self.state.family()
         return sum(g.served[0] for g in graphs), sum(g.served[1] for g in graphs)
 
     @property
@@ -422,21 +427,17 @@ class GraphInfo:
         it (a graph serving several blocks runs those whose resident chunks do not fit through its lean variant,
         which streams everything: pricing every call by the traced block's plan would miss those copies).
         Calls before a re-plan are priced by the current plan."""
-        s = self.state
-        graphs = (s, *s.variants, *([s.lean] if s.lean else []))
-        return sum(g.served[0] * g.prediction.step_ms for g in graphs if g.prediction is not None)
+        return sum(g.served[0] * g.prediction.step_ms for g in self.state.family() if g.prediction is not None)
 
     @property
     def compiles(self) -> int:
         """Inductor runs so far, variants included (the first compile, re-plans that moved a chunk, calibration)."""
-        s = self.state
-        return sum(g.compiles for g in (s, *s.variants, *([s.lean] if s.lean else [])))
+        return sum(g.compiles for g in self.state.family())
 
     @property
     def compiles_saved(self) -> int:
         """Re-plans (after a take-back or a release) that kept the compiled code: same placement of every chunk."""
-        s = self.state
-        return sum(g.compiles_saved for g in (s, *s.variants, *([s.lean] if s.lean else [])))
+        return sum(g.compiles_saved for g in self.state.family())
 
     def reads_from(self, store) -> bool:
         """Whether the graph streams weights offloaded to ``store`` (an `offload.HostStore`)."""
@@ -464,8 +465,7 @@ def release_graphs(reading=None) -> int:
     wanted = None if reading is None else {id(g) for g in reading}
     n = 0
     for info in compiled_graphs():
-        state = info.state
-        for g in (state, *state.variants, *([state.lean] if state.lean else [])):
+        for g in info.state.family():
             if wanted is not None and not any(id(r.group) in wanted for r in g.reads):
                 continue
             if g.rt is not None and not g.rt.closed:

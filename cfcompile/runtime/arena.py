@@ -69,7 +69,7 @@ class _ArenaPool:
         b = self.buffers.get((str(device), dtype))
         return 0 if b is None else b.numel() * b.element_size()
 
-    def fit(self, key: tuple[str, str]) -> None:
+    def fit(self, key: tuple[str, str], alloc) -> None:
         """Shrink the buffer of ``key`` to what its remaining graphs plan (a graph gave its share back): free it
         first, then allocate the smaller one and re-point them, so the device never holds both. The copy stream is
         drained first: a wrap-around copy may still be writing the old bytes."""
@@ -88,8 +88,7 @@ class _ArenaPool:
         if device.type == "cuda":
             from .ops import copy_stream
             copy_stream(device).synchronize()
-        new = torch.empty(need // getattr(torch, key[1]).itemsize, dtype=getattr(torch, key[1]), device=device)
-        self.buffers[key] = new
+        new = self.buffers[key] = alloc(need, key[1])
         for rt in users:
             rt.rebind(key, new)
 
@@ -387,12 +386,11 @@ class GraphRuntime:
         if not self.shared_arena:
             return
         ARENAS.users.discard(self)
-        forget_slots(self.held["slots"])
-        keys, self.held["arenas"], self.held["slots"] = self.held["arenas"], [], []
-        self.arena_keys, self.slots, self.seconds = set(), [], []
+        keys, self.held["arenas"], self.arena_keys = self.held["arenas"], [], set()
         for key in keys:
+            self.drop_arena(key)
             ARENAS.release(key)
-            ARENAS.fit(key)
+            ARENAS.fit(key, self._alloc)
 
     def close(self) -> None:
         """Give everything back now (the graph is being replaced), not when it is collected."""
