@@ -168,6 +168,43 @@ def test_moe_experts_through_one_graph():
     same(fn, m, x, calls=3)
 
 
+class SharedFirst(nn.Module):
+    """Blocks that each read a projection shared by all of them first, then their own weights; a graph break in
+    every block: one graph whose weight sets share their first input (the binding's cache is keyed by it)."""
+
+    def __init__(self, shared: nn.Linear, d=64):
+        super().__init__()
+        self.shared, self.own = shared, nn.Linear(d, d)
+
+    def forward(self, x):
+        x = x + self.own(torch.tanh(self.shared(x)))
+        torch._dynamo.graph_break()
+        return x * 0.5
+
+
+def test_weight_sets_sharing_their_first_weight_each_stay_on_the_fast_path(monkeypatch):
+    from cfcompile.runtime.binding import Binder
+    torch.manual_seed(0)
+    shared = nn.Linear(64, 64)
+    m, x = nn.Sequential(*(SharedFirst(shared) for _ in range(3))).eval(), torch.randn(2, 8, 64)
+    cfcompile.offload(m, "cpu")
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
+    same(fn, m, x, calls=2)
+    slow = []
+    bind = Binder._bind
+    monkeypatch.setattr(Binder, "_bind", lambda self, args: slow.append(1) or bind(self, args))
+    same(fn, m, x, calls=3)
+    assert slow == [], "a weight set was bound again although nothing changed"
+    with torch.no_grad():
+        m[1].own.weight.mul_(0.5)                  # one block changes: only its entry is bound again
+    same(fn, m, x, calls=2)
+    assert len(slow) == 1
+    with torch.no_grad():
+        shared.weight.mul_(0.5)                    # the shared weight changes: every block's entry
+    same(fn, m, x, calls=2)
+    assert len(slow) == 1 + len(m)
+
+
 @pytest.mark.parametrize("rf", [0.5])   # resident copies and wrap-around copies both go stale
 def test_weight_changes_after_compile(rf):
     m, x = offloaded()

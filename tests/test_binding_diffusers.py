@@ -127,8 +127,8 @@ def test_flux_compile_repeated_blocks(chunkflow):
     model.compile_repeated_blocks(backend="chunkflow", options=OPTS)
     same(model, model, inputs, chunkflow, calls=3)
     assert chunkflow.calls >= 3 * len(blocks)   # every block of every call through a chunkflow graph
-    gc.collect()
-    graphs = compiled_graphs()
+    gc.collect()   # this model's graphs only: Dynamo's caches can keep an earlier test's graphs alive
+    graphs = [g for g in compiled_graphs() if g.reads_from(cfcompile.store_of(model))]
     assert 1 <= len(graphs) < len(blocks), f"{len(graphs)} graphs for {len(blocks)} blocks"
     # between them, the graphs streamed from every block's own host group; some graph served several blocks
     bound = {key for seen in chunkflow.bindings.values() for b in seen for key, _ in b}

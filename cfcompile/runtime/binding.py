@@ -23,12 +23,18 @@ runs again, and a group whose counter moved since a call last accounted for it (
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import operator
 
 import torch
 
-from ..offload import Group, HostParameter, epoch, lookup, take_back
+from ..offload import Group, HostParameter, lookup, take_back
+
+# the module (``cfcompile.offload`` the attribute is the function): its EPOCH read as a global, not through a call
+_offload = importlib.import_module("..offload", __package__)
+
+_VERSION = operator.attrgetter("_version")
 
 
 def _all_host(ws: tuple) -> bool:
@@ -53,7 +59,9 @@ class Binder:
         get = operator.itemgetter(*self.indices) if self.indices else (lambda a: ())
         self._weights = get if len(self.indices) != 1 else (lambda a: (get(a),))
         self.names = names or {}                                  # input index -> the parameter's source, for errors
-        self._seen: dict[tuple, tuple] = {}   # ids of the weights -> (the weights, binding, group versions, epoch)
+        # the first weight's id -> [(the weights, binding, version counters, their versions, epoch)]
+        self._seen: dict[int, list[tuple]] = {}
+        self._entries = 0
 
     def bind(self, args) -> tuple[tuple[Group, int], ...]:
         """Per plan group, (host group, byte shift) of this call's weights.
@@ -64,14 +72,15 @@ class Binder:
         group, never a weight's tensor: those reads are what a block call pays for when they miss the CPU's caches
         after the previous block's kernel launches (30 µs for a Flux block on the H200 host)."""
         ws = self._weights(args)
-        seen = self._seen.get(tuple(map(id, ws)))   # its entry holds the objects: no other object has their ids
-        if seen is not None:
-            objects, binding, versions, seen_epoch = seen
-            if seen_epoch == epoch() and _all_host(ws) and \
-                    (binding is None or versions == [g.version() for g, _ in binding]):
-                if binding is None:
-                    raise LayoutMismatch("chunkflow: these weights are laid out differently (seen before)")
-                return binding
+        for objects, binding, counters, versions, seen_epoch in self._seen.get(id(ws[0]) if ws else 0, ()):
+            # C-level loops over the weights: identity (an entry holds its objects, so their ids are theirs alone),
+            # class, then the version counters of the bound groups
+            if seen_epoch == _offload.EPOCH and all(map(operator.is_, ws, objects)):
+                if _all_host(ws) and tuple(map(_VERSION, counters)) == versions:
+                    if binding is None:
+                        raise LayoutMismatch("chunkflow: these weights are laid out differently (seen before)")
+                    return binding
+                break
         try:
             binding = self._bind(args)
         except LayoutMismatch:
@@ -81,11 +90,22 @@ class Binder:
         return binding
 
     def _remember(self, ws: tuple, binding) -> None:
-        if len(self._seen) > 4096:   # a graph reused for very many weight sets: keep the table bounded
+        if self._entries > 4096:   # a graph reused for very many weight sets: keep the table bounded
             self._seen.clear()
-        # the objects themselves, not only their ids: a parameter freed and replaced can reuse an id
-        versions = None if binding is None else [g.version() for g, _ in binding]
-        self._seen[tuple(map(id, ws))] = (ws, binding, versions, epoch())
+            self._entries = 0
+        # keyed by the first weight's id (weight sets that share their first weight, e.g. an MoE graph whose first
+        # input is the router's, share a key: a short list); an entry holds its objects, so a freed parameter's id
+        # cannot be reused while it is there. The counters: each bound group's shared one and its loners'.
+        counters = () if binding is None else \
+            tuple(t for g, _ in binding for t in (g.device_view, *g.loners.values()))
+        entry = (ws, binding, counters, tuple(map(_VERSION, counters)), _offload.EPOCH)
+        entries = self._seen.setdefault(id(ws[0]) if ws else 0, [])
+        for k, (objects, *_) in enumerate(entries):
+            if all(map(operator.is_, ws, objects)):
+                entries[k] = entry
+                return
+        entries.insert(0, entry)
+        self._entries += 1
 
     def _bind(self, args) -> tuple[tuple[Group, int], ...]:
         out = []
