@@ -1,0 +1,59 @@
+"""serving19: the RESULTS.md tables from this folder's jsonl files (nothing typed by hand).
+
+    python benchmarks/results/serving_2026-12-07/serving19/tables.py > benchmarks/results/serving_2026-12-07/serving19/tables.md
+"""
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def rows(name):
+    return [json.loads(line) for line in (HERE / name).read_text().splitlines() if line.strip()]
+
+
+print("### memory-aware (and controls) minus edf, met requests per seed: gfdit, 64 x H100 (80 GB), 60 min, load 1.2\n")
+r12 = rows("seeds_mixed_load1.2.jsonl")
+print("| policy | " + " | ".join(f"s{r['seed']}" for r in r12) + " | sum | mean ± sd | seeds < 0 | worst (points) |")
+print("|---" * (len(r12) + 5) + "|")
+print("| edf (met) | " + " | ".join(f"{r['edf'][0]:,}" for r in r12) + f" | {sum(r['edf'][0] for r in r12):,} | | | |")
+for p in ("edf-rev", "edf-triage", "memory-aware", "memory-aware-notriage"):
+    d = [r[p][0] - r["edf"][0] for r in r12]
+    worst = min(100 * x / r["requests"] for x, r in zip(d, r12))
+    print(f"| {p} | " + " | ".join(f"{x:+d}" for x in d)
+          + f" | {sum(d):+d} | {statistics.mean(d):+.1f} ± {statistics.stdev(d):.1f} | {sum(x < 0 for x in d)} | {worst:+.2f} |")
+
+print("\n### gfdit, 64 x H100 (80 GB), 60 min, seeds 0-3: met per seed (sum; SLO of the sum) / goodput over the best static\n")
+grid = rows("seeds_mixed_grid.jsonl")
+stat12 = {r["seed"]: r for r in rows("seeds_mixed_load1.2_static.jsonl")}
+for r in r12:
+    if r["seed"] in stat12:
+        grid.append({**r, **{k: v for k, v in stat12[r["seed"]].items() if isinstance(v, list)}})
+loads = sorted({r["load"] for r in grid})
+pols = ("static-1", "static-2", "static-4", "static-8", "srtf", "edf", "edf-rev", "edf-triage", "memory-aware",
+        "memory-aware-notriage")
+print("| policy | " + " | ".join(f"load {x}" for x in loads) + " |")
+print("|---" * (len(loads) + 1) + "|")
+by = {x: sorted((r for r in grid if r["load"] == x and r["seed"] <= 3), key=lambda r: r["seed"]) for x in loads}
+for p in pols:
+    cells = []
+    for x in loads:
+        rs = by[x]
+        met = [r[p][0] for r in rs]
+        n = sum(r["requests"] for r in rs)
+        cells.append(f"{' / '.join(f'{m:,}' for m in met)} ({sum(met):,}; {sum(met) / n:.3f})")
+    print(f"| {p} | " + " | ".join(cells) + " |")
+print("| requests | " + " | ".join(" / ".join(f"{r['requests']:,}" for r in by[x]) for x in loads) + " |")
+print()
+for x in loads:
+    rs = by[x]
+    parts = []
+    for r in rs:
+        best = max(("static-1", "static-2", "static-4", "static-8"), key=lambda p: r[p][3])
+        g = r[best][3]
+        ceil = r["requests"] / (r["edf"][3] and r["edf"][0] / r["edf"][3]) / g if r["edf"][0] else float("nan")
+        parts.append(f"s{r['seed']}: best {best}, ceiling {ceil:.2f}x, edf {r['edf'][3] / g:.2f}x, edf-triage "
+                     f"{r['edf-triage'][3] / g:.2f}x, memory-aware {r['memory-aware'][3] / g:.2f}x; memory-aware - edf "
+                     f"{100 * (r['memory-aware'][0] - r['edf'][0]) / r['requests']:+.1f} pts")
+    print(f"- load {x}: " + "; ".join(parts))
