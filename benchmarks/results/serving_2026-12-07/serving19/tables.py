@@ -57,3 +57,32 @@ for x in loads:
                      f"{r['edf-triage'][3] / g:.2f}x, memory-aware {r['memory-aware'][3] / g:.2f}x; memory-aware - edf "
                      f"{100 * (r['memory-aware'][0] - r['edf'][0]) / r['requests']:+.1f} pts")
     print(f"- load {x}: " + "; ".join(parts))
+
+# ---- after the placement change (memory-aware ranks GPUs holding another waiting request's state after the others)
+print("\n### memory-aware - edf, met requests per seed, before (05ea4b3) -> after: gfdit, 64 x H100 (80 GB), 60 min\n")
+after12 = {r["seed"]: r for r in rows("seeds_mixed_load1.2_after.jsonl")}
+gafter = {(r["load"], r["seed"]): r for r in rows("seeds_mixed_grid_after.jsonl")}
+gbefore = {(r["load"], r["seed"]): r for r in rows("seeds_mixed_grid.jsonl")}
+if (HERE / "seeds_mixed_grid_before_s45.jsonl").exists():
+    for r in rows("seeds_mixed_grid_before_s45.jsonl"):
+        gbefore[(r["load"], r["seed"])] = {**gafter[(r["load"], r["seed"])], **{k: v for k, v in r.items() if isinstance(v, list)}}
+for r in r12:
+    gbefore[(1.2, r["seed"])] = r
+    gafter[(1.2, r["seed"])] = {**r, **{k: v for k, v in after12[r["seed"]].items() if isinstance(v, list)}}
+print("| load | policy | " + " | ".join(f"s{s}" for s in range(16)) + " | sum | seeds < 0 |")
+print("|---" * 20 + "|")
+for load in (0.6, 0.8, 1.0, 1.2):
+    seeds = [s for s in range(16) if (load, s) in gafter and (load, s) in gbefore]
+    for p in ("memory-aware", "memory-aware-notriage", "edf-triage"):
+        cells, tot_b, tot_a, neg_b, neg_a = [], 0, 0, 0, 0
+        for s in range(16):
+            if s not in seeds:
+                cells.append("")
+                continue
+            b, a = gbefore[(load, s)], gafter[(load, s)]
+            db, da = b[p][0] - b["edf"][0], a[p][0] - a["edf"][0]
+            tot_b, tot_a, neg_b, neg_a = tot_b + db, tot_a + da, neg_b + (db < 0), neg_a + (da < 0)
+            cells.append(f"{da:+d}" if p == "edf-triage" else f"{db:+d} → {da:+d}")
+        sums = f"{tot_a:+d}" if p == "edf-triage" else f"{tot_b:+d} → {tot_a:+d}"
+        negs = f"{neg_a}" if p == "edf-triage" else f"{neg_b} → {neg_a}"
+        print(f"| {load} | {p} | " + " | ".join(cells) + f" | {sums} | {negs} |")
