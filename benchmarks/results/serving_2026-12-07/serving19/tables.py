@@ -24,7 +24,8 @@ for p in ("edf-rev", "edf-triage", "memory-aware", "memory-aware-notriage"):
     print(f"| {p} | " + " | ".join(f"{x:+d}" for x in d)
           + f" | {sum(d):+d} | {statistics.mean(d):+.1f} ± {statistics.stdev(d):.1f} | {sum(x < 0 for x in d)} | {worst:+.2f} |")
 
-print("\n### gfdit, 64 x H100 (80 GB), 60 min, seeds 0-3: met per seed (sum; SLO of the sum) / goodput over the best static\n")
+print("\n### gfdit, 64 x H100 (80 GB), 60 min, seeds 0-3: met per seed (sum; SLO of the sum); memory-aware rows before "
+      "(05ea4b3) and after (56e6557) the placement change; under it, goodput over the best static (before)\n")
 grid = rows("seeds_mixed_grid.jsonl")
 stat12 = {r["seed"]: r for r in rows("seeds_mixed_load1.2_static.jsonl")}
 for r in r12:
@@ -44,6 +45,14 @@ for p in pols:
         n = sum(r["requests"] for r in rs)
         cells.append(f"{' / '.join(f'{m:,}' for m in met)} ({sum(met):,}; {sum(met) / n:.3f})")
     print(f"| {p} | " + " | ".join(cells) + " |")
+_ga = {(r["load"], r["seed"]): r for r in rows("seeds_mixed_grid_after.jsonl") + rows("seeds_mixed_load1.2_after.jsonl")}
+for p in ("memory-aware", "memory-aware-notriage"):
+    cells = []
+    for x in loads:
+        met = [_ga[(x, r["seed"])][p][0] for r in by[x]]
+        n = sum(r["requests"] for r in by[x])
+        cells.append(f"{' / '.join(f'{m:,}' for m in met)} ({sum(met):,}; {sum(met) / n:.3f})")
+    print(f"| {p} after (56e6557) | " + " | ".join(cells) + " |")
 print("| requests | " + " | ".join(" / ".join(f"{r['requests']:,}" for r in by[x]) for x in loads) + " |")
 print()
 for x in loads:
