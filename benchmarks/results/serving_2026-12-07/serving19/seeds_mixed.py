@@ -9,6 +9,8 @@ mirror is not exact).
     e.g. ... seeds_mixed.py 1.2 0,1,2,3 edf,edf-rev,edf-triage,memory-aware,memory-aware-notriage
 
 One JSON line per (load, seed): requests, and per policy [met, model loads, reshards, goodput rps, p95 s, cpu s].
+An optional fourth argument names a memory pool of bench_serving (``"80+24 GB"``, ``"48 GB"``, ``"24 GB"``; default
+every GPU 80 GB); the line then carries ``pool``.
 """
 import json
 import sys
@@ -32,12 +34,21 @@ costs = shipped_costs("H100")
 load = float(sys.argv[1])
 seeds = [int(s) for s in sys.argv[2].split(",")]
 pols = sys.argv[3].split(",")
+pool = sys.argv[4] if len(sys.argv) > 4 else None
+if pool is None:
+    mem = (80.0,) * 64
+else:
+    sys.path.insert(0, "benchmarks")
+    from bench_serving import MEMORY_POOLS
+    from cfcompile.elastic.serving.placement import parse_gpu_memory
+
+    mem = parse_gpu_memory(MEMORY_POOLS[pool].format(half=32), 64)
 for seed in seeds:
     reqs = generate_workload("gfdit", gpus=64, minutes=60, load=load, seed=seed, costs=costs)
-    row = {"seed": seed, "load": load, "requests": len(reqs)}
+    row = {"seed": seed, "load": load, "requests": len(reqs), **({} if pool is None else {"pool": pool})}
     for p in pols:
         t0 = time.process_time()
-        s = simulate(reqs, 64, EDFRev() if p == "edf-rev" else p, costs, SimConfig(mem_gb=(80.0,) * 64)).summary
+        s = simulate(reqs, 64, EDFRev() if p == "edf-rev" else p, costs, SimConfig(mem_gb=mem)).summary
         p95 = s["latency_ms"]["p95"]
         row[p] = [round(s["slo_attainment"] * s["requests"]), s["model_loads"], s["reshards"], s["goodput_rps"],
                   None if p95 is None else round(p95 / 1e3, 1), round(time.process_time() - t0, 1)]

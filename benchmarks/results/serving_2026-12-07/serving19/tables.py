@@ -95,3 +95,17 @@ for load in (0.6, 0.8, 1.0, 1.2):
         sums = f"{tot_a:+d}" if p == "edf-triage" else f"{tot_b:+d} → {tot_a:+d}"
         negs = f"{neg_a}" if p == "edf-triage" else f"{neg_b} → {neg_a}"
         print(f"| {load} | {p} | " + " | ".join(cells) + f" | {sums} | {negs} |")
+
+# ---- both models on the memory pools, seeds 0-3, after 56e6557
+print("\n### gfdit, 64 x 80+24 GB and 64 x 24 GB (H100 costs), 60 min, seeds 0-3, after 56e6557: met per seed (SLO of the sum); "
+      "memory-aware - edf in SLO points per seed\n")
+pr = rows("seeds_pools_mixed.jsonl")
+print("| pool | load | edf | edf-triage | memory-aware | memory-aware - edf (points) |")
+print("|---|---|---|---|---|---|")
+for pool in ("80+24 GB", "24 GB"):
+    for load in (0.6, 0.8, 1.0, 1.2):
+        rs = sorted((r for r in pr if r["pool"] == pool and r["load"] == load), key=lambda r: r["seed"])
+        n = sum(r["requests"] for r in rs)
+        f = lambda p: f"{' / '.join(f'{r[p][0]:,}' for r in rs)} ({sum(r[p][0] for r in rs) / n:.3f})"
+        d = " / ".join(f"{100 * (r['memory-aware'][0] - r['edf'][0]) / r['requests']:+.1f}" for r in rs)
+        print(f"| {pool} | {load} | {f('edf')} | {f('edf-triage')} | {f('memory-aware')} | {d} |")
