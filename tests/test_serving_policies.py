@@ -137,3 +137,21 @@ def test_bad_assignments_are_refused():
         simulate(reqs, 2, _Bad("double"))
     with pytest.raises(RuntimeError, match="left 2 requests unfinished"):
         simulate(reqs, 2, _Bad("idle"))
+
+
+def test_memory_aware_does_not_take_a_waiting_requests_state_to_save_a_load():
+    # GPU 0 holds qwen-image, GPU 1 wan (one model at a time). a's text encode ran on GPU 0 (its state is there);
+    # b arrives as it ends, with the earlier deadline. Taking GPU 0 for b saves b a model load but makes a wait for
+    # all of b (its tasks stay on their state): a misses. Before: b took GPU 0 (residency ranked above a's state)
+    from cfcompile.elastic.serving import SimConfig
+
+    cfg = SimConfig(mem_gb=80.0, preload={0: ["qwen-image"], 1: ["wan"]})
+    a = Request("a", "qwen-image", 512, 512, arrival_s=0.0, deadline_s=12.0)  # 7.9 s on one GPU
+    t1 = next(r.end_s for r in simulate([a], 2, "memory-aware", config=cfg).records if r.task.id == "a/text_encode")
+    b = Request("b", "qwen-image", 512, 512, arrival_s=t1, deadline_s=11.0)  # 7.9 s + a 2.9 s load: by 10.8 s
+    for policy in ("edf", "memory-aware", "memory-aware-notriage"):
+        res = simulate([a, b], 2, policy, config=cfg)
+        rec = {r.task.id: r for r in res.records}
+        assert rec["b/text_encode"].task.group == (1,) and rec["b/text_encode"].loads == (1,), policy
+        assert rec["a/prepare"].start_s == t1 and rec["a/prepare"].task.group == (0,), policy
+        assert res.summary["slo_attainment"] == 1.0, policy

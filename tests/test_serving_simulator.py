@@ -111,3 +111,41 @@ def test_edf_goodput_beats_best_static():
             total[p] += simulate(reqs, 4, p).summary["goodput_rps"]
     best_static = max(v for p, v in total.items() if p.startswith("static"))
     assert total["edf"] >= 1.2 * best_static, total
+
+
+class _Home(__import__("cfcompile.elastic.serving", fromlist=["QueuePolicy"]).QueuePolicy):
+    """Request ``a`` runs its first two tasks on GPU 0, the rest on GPU 1; ``b`` runs on GPU 0; ``b`` goes first."""
+
+    name = "home"
+
+    def schedule(self, view):
+        free, out = set(view.free), []
+        for t in sorted(self.ready.values(), key=lambda t: t.request, reverse=True):
+            g = 1 if t.request == "a" and t.index >= 2 else 0
+            if g in free:
+                free.discard(g)
+                out.append(t.on((g,)))
+        return out
+
+
+def test_sender_wait_claims_the_group_until_a_holder_frees():
+    from cfcompile.elastic.serving import PolicyError
+
+    a = Request("a", "qwen-image", 512, 512, arrival_s=0.0, deadline_s=100.0)
+    t2 = next(r.end_s for r in simulate([a], 2, _Home()).records if r.task.id == "a/prepare")
+    reqs = [a, Request("b", "qwen-image", 512, 512, arrival_s=t2, deadline_s=100.0)]
+    # at t2 b's text encode takes GPU 0, which holds a's state, and a's first chunk is placed on GPU 1
+    with pytest.raises(PolicyError, match="all busy; include a free holder or wait"):
+        simulate(reqs, 2, _Home())
+    res = simulate(reqs, 2, _Home(), config=SimConfig(sender_wait=True))
+    _check_invariants(res, reqs)
+    rec = {r.task.id: r for r in res.records}
+    b_text = rec["b/text_encode"]
+    reshard = next(r for r in res.records if r.task.kind == "reshard" and r.task.request == "a")
+    assert b_text.start_s == t2 and b_text.task.group == (0,)
+    # GPU 1 stays claimed (nothing else runs there) until GPU 0 frees; then GPU 0 sends and a's chunk runs on 1
+    assert reshard.start_s == b_text.end_s and set(reshard.task.group) == {0, 1} and 0 in reshard.task.src
+    first = min((r for r in res.records if r.task.request == "a" and r.task.kind == "denoise"), key=lambda r: r.start_s)
+    assert first.task.group == (1,) and first.start_s == reshard.end_s
+    assert not [r for r in res.records if 1 in r.task.group and t2 <= r.start_s < reshard.start_s]
+    assert rec["b/prepare"].start_s >= reshard.end_s  # GPU 0 sent the state first

@@ -18,9 +18,10 @@ Built in (``make_policy(name)``)::
     edf-triage    edf, but requests that can no longer meet their deadline go after those that still can, where
                   their remaining work is longer than the shortest slack of those (else they keep their EDF place)
     memory-aware  EDF best-fit over groups rather than degrees: each candidate group is priced with its model
-                  load and, where a GPU cannot hold the model, the streamed step time (``view.group_s``); groups
-                  holding the model resident, then GPUs it fits on, come first, and a pool of small GPUs serves a
-                  model that fits none of them by streaming; requests that can no longer meet their deadline go
+                  load and, where a GPU cannot hold the model, the streamed step time (``view.group_s``); GPUs
+                  the model fits on come first, then (as EDF) GPUs no waiting request's state sits on, then GPUs
+                  holding the model; a pool of small GPUs serves a model that fits none of them by streaming;
+                  requests that can no longer meet their deadline go
                   last (triage; ``memory-aware-notriage`` without it)
     preempt       priorities with aging on top of EDF best-fit; at each chunk boundary a lower request yields
                   GPUs (demoted to what is left, or paused); a task waiting ``starve_s`` goes first, oldest
@@ -535,7 +536,8 @@ class MemoryAware(EDFBestFit):
     """EDF best-fit that knows memory: each degree is priced on the group it would get, load and streaming included.
 
     For a ready task (earliest deadline first) and each SP degree, the group is the request's free state holders,
-    then free GPUs holding its model, then GPUs it fits on (largest memory first), then the rest (low ranks); the
+    then the free GPUs its model fits on, then the rest; within each, GPUs no other waiting request's state sits on
+    first (as EDF), then GPUs holding the model, larger memory, low ranks (:meth:`_rest_key`); the
     estimate is ``view.group_s`` (model load there + remaining time, streamed at the group's smallest memory when
     some GPU cannot hold the model). Best fit as EDF: the smallest group meeting the deadline, else the fastest;
     spare GPUs then widen groups one step at a time, the first (in order) that a faster degree fits, as EDF's
@@ -702,9 +704,12 @@ class MemoryAware(EDFBestFit):
         return task.id in self._is_late if self.triage else view.now > self.latest_start(task, view)
 
     def _rest_key(self, task, view, taken):
+        """GPUs the model fits on first (elsewhere it streams); among those, as EDF, GPUs no other waiting request's
+        state sits on (``taken``: taking one makes that request wait for the whole task placed there, at least one
+        chunk, where a model load costs about a second once); only then, in place of EDF's rank order, GPUs that
+        hold the model, larger memory, low rank."""
         model = view.request(task.request).model
-        return lambda g: (model not in view.resident(g), not view.fits(model, g), -view.mem_gb(g),
-                          taken.get(g, 0), g)
+        return lambda g: (not view.fits(model, g), taken.get(g, 0), model not in view.resident(g), -view.mem_gb(g), g)
 
     def _spare_pick(self, task: Task, req, order: list[int], view: View):
         """On a mixed pool, a group of free GPUs that cannot hold the model (streamed) that still meets the

@@ -53,6 +53,10 @@ class SimConfig:
     """Host-to-device bandwidth of a model load (when the table gives no ``load_ms``), GB/s."""
     preload: Mapping[int, Sequence[str]] | None = None
     """GPU -> models resident at time 0; None = the workload's models spread round robin (as many as fit)."""
+    sender_wait: bool = False
+    """False (default): placing a task whose request's state sits only on busy GPUs is an error (the policy waits
+    for a holder to free). True: as GF-DiT's runtime, the task's GPUs are claimed at once and stay idle until the
+    first holder frees; then the reshard (over the group and that holder) and the task run."""
 
     def __post_init__(self):
         if isinstance(self.chunk_steps, bool) or not isinstance(self.chunk_steps, int) or self.chunk_steps < 1:
@@ -215,6 +219,7 @@ class _Sim:
         self.now = 0.0
         self.records: list[Record] = []
         self.finish_s: dict[str, float] = {}
+        self.deferred: list[tuple[Task, Task]] = []  # (assignment, runnable entry) waiting for a holder to free
         self.view = _View(self)
 
     def free(self) -> tuple[int, ...]:
@@ -288,8 +293,23 @@ class _Sim:
                 r.holders = ()
                 self.finish_s[task.request] = self.now
             event = WorkerEvent("task_done", task, self.now)
+        if self.deferred:
+            self._release_deferred()
         self._apply(self.policy.on_worker_event(event, self.view))
         return newly
+
+    def _release_deferred(self) -> None:
+        """Start the waiting assignments (in placement order) whose request has a holder free again."""
+        waiting, self.deferred = self.deferred, []
+        for a, task in waiting:
+            r = self.reqs[self.task_req[a.id]]
+            free_holders = [g for g in r.holders if self.busy[g] is None]
+            if not free_holders:
+                self.deferred.append((a, task))
+                continue
+            for g in a.group:
+                self.busy[g] = None
+            self._launch(task, r, (free_holders[0],))
 
     def _apply(self, assignments) -> None:
         for a in assignments or ():
@@ -315,16 +335,30 @@ class _Sim:
         sender: tuple[int, ...] = ()
         if new and not any(g in group for g in holders):
             free_holders = [g for g in holders if self.busy[g] is None]
-            if not free_holders:
+            if free_holders:
+                sender = (free_holders[0],)
+            elif not self.config.sender_wait:
                 raise PolicyError(f"policy {name!r} placed {a.id} on {group}, but the request's state is on "
                                   f"{holders}, all busy; include a free holder or wait")
-            sender = (free_holders[0],)
         busy = [g for g in group + sender if self.busy[g] is not None]
         if busy:
             raise PolicyError(f"policy {name!r} placed {a.id} on {group}, but GPUs {busy} are running "
                               f"{sorted({self.busy[g] for g in busy})}")
         del self.runnable[a.id]
         task = entry[0].on(group)
+        if new and not sender and not any(g in group for g in holders):  # sender_wait: claim the GPUs, wait
+            for g in group:
+                self.busy[g] = f"{task.id}@wait"
+            self._free = None
+            r.started = task.index + 1
+            self.deferred.append((a, task))
+            logger.debug("%.3f %s waits on %s for a holder of %s", self.now, task.id, group, holders)
+            return
+        self._launch(task, r, sender)
+
+    def _launch(self, task: Task, r: "_Req", sender: tuple[int, ...]) -> None:
+        group, holders = task.group, r.holders
+        new = [g for g in group if g not in holders] if holders else []
         t0 = self.now
         if new:
             r.reshards += 1
