@@ -50,3 +50,25 @@ print()
 tight = [(L, s, bound[L, s]["bound_total"], bound[L, s]["tightest_interval_s"]) for L in loads for s in seeds
          if bound[L, s]["bound"] < bound[L, s]["feasible_alone"] or bound[L, s]["bound_total"] < bound[L, s]["feasible_alone"]]
 print(f"Cells where a capacity bound cut below feasible-alone: {tight or 'none'}")
+
+# experiments (not adopted): experiment_wait.jsonl (both models, 64 x 24 GB) and experiment_wait_qwen8.jsonl
+exp = {(r["load"], r["seed"]): r for r in map(json.loads, open(HERE / "experiment_wait.jsonl"))}
+print()
+print("Experiments, not adopted (met per seed 0-3, sum; memory-aware = the policy as it is):")
+print()
+print("| both models, 64 x 24 GB | load | memory-aware | wait | last | wait+last | bound |")
+print("|---|---|---|---|---|---|---|")
+for L in sorted({k[0] for k in exp}):
+    cells = [[sims[L, s]["memory-aware"][0] for s in seeds]] + [[exp[L, s][k] for s in seeds] for k in
+                                                                ("wait", "last", "wait+last")]
+    cells.append([bound[L, s]["bound"] for s in seeds])
+    print(f"| | {L} | " + " | ".join(" / ".join(f"{x:,}" for x in c) + f" ({sum(c):,})" for c in cells) + " |")
+q8 = [json.loads(l) for l in open(HERE / "experiment_wait_qwen8.jsonl")]
+print()
+print("| Qwen-Image, 8 GPUs | load | edf | memory-aware | wait | wait+last |")
+print("|---|---|---|---|---|---|")
+for pool in ("fits", "24 GB"):
+    for L in (0.6, 0.8, 1.0, 1.2):
+        rs = sorted((r for r in q8 if r["pool"] == pool and r["load"] == L), key=lambda r: r["seed"])
+        cells = [[r[k] for r in rs] for k in ("edf (serving17)", "memory-aware (serving19)", "wait", "wait+last")]
+        print(f"| {pool} | {L} | " + " | ".join(" / ".join(str(x) for x in c) + f" ({sum(c):,})" for c in cells) + " |")
