@@ -1,10 +1,11 @@
 """serving20, an experiment only (not adopted; the policy is unchanged): how much of memory-aware's gap to the bound
 on both models x 64 x 24 GB (60 min, H100) is the degree rule. Under saturation a Wan M request resumes on the one
 GPU that is free, at SP 1, when only SP 2 or wider still meets its deadline; it misses by a chunk and then goes
-last (triage). ``wait``: memory-aware with the rule it already has on pools where a model fits some GPUs and not
-others (serving17 change 2) applied to every pool: a request that no free group brings in by its deadline, and
-that is not late, waits for GPUs instead of running at a degree that misses (no GPUs are reserved for it), and
-late requests always go last (``wait+last``), or the wait rule alone (``wait``), or the last rule alone (``last``).
+last (triage). Variants of memory-aware with serving17 change 2's two rules (today only on pools where a model fits
+some GPUs and not others) applied on every pool: ``wait``: a request that no free group brings in by its deadline,
+and that is not late, waits for GPUs instead of running at a degree that misses (no GPUs are reserved for it; on a
+pool where the model fits every GPU this changes nothing); ``last``: a late request always goes last;
+``wait+last``: both.
 
     PYTHONPATH=. python benchmarks/results/serving_2026-12-07/serving20/experiment_wait.py LOADS > .../experiment_wait.jsonl
 """
