@@ -1,4 +1,4 @@
-"""Any preset DiT (random weights) on one GPU: Inductor without offloading, chunkflow at several resident
+"""Any preset or held-out DiT (random weights) on one GPU: Inductor without offloading, chunkflow at several resident
 fractions, chunk sizes and memory budgets, and diffusers group offloading (block level, use_stream=True), all in one
 process, timed with common.time_steps and common.h2d_bandwidth (bench_flux_offload.py, the Flux-only version
 retired at fc29824, is ``--model flux``).
@@ -16,6 +16,8 @@ regional compilation, ``model.compile_repeated_blocks(backend=chunkflow, options
 (``--tiny``: <model>-tiny_<tokens>.json, so smoke tests never overwrite real results). A config that fails is
 recorded with its error and the others still run; the exit status is 1 then. Ratios are only comparable within one
 run. ``--device cpu`` (with ``--tiny``) times with perf_counter and makes no CUDA calls; memory columns are None.
+``--model`` takes the held-out DiTs of heldout.py too (the cost model was not developed on them; its docstring has
+their GPU commands).
 """
 
 from __future__ import annotations
@@ -34,15 +36,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import environment, h2d_bandwidth, time_steps, write  # noqa: E402
+from heldout import HELDOUT, get_model  # noqa: E402
 
 import cfcompile  # noqa: E402
 from cfcompile.compiler.backend import chunkflow as chunkflow_backend, compiled_graphs  # noqa: E402
-from cfcompile.presets import PRESETS, Workload, get_preset  # noqa: E402
+from cfcompile.presets import PRESETS, Workload  # noqa: E402
 
 # Per-model default workloads: the pipelines' usual sizes (Wan 2.1: 480p, 81 frames), and small ones for --tiny.
-_DEFAULTS = {"wan": dict(height=480, width=832, frames=81)}
+_DEFAULTS = {"wan": dict(height=480, width=832, frames=81),
+             "hunyuan-video": dict(height=544, width=960, frames=61),   # 540p; heldout.py says why not 129 frames
+             "cogvideox-5b": dict(height=480, width=720, frames=49)}
 _TINY_DEFAULTS = dict(height=128, width=128)
-_TINY_FRAMES = {"wan": 5}
+_TINY_FRAMES = {"wan": 5, "hunyuan-video": 5, "cogvideox-5b": 5}
 
 
 def parse_configs(spec: str, device: str, chunk_size: str) -> list[tuple[str, str, dict | None]]:
@@ -117,10 +122,15 @@ def environment_cpu() -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=list(PRESETS), default="flux")
-    p.add_argument("--height", type=int, help="pixels (default 1024; wan 480; --tiny 128)")
-    p.add_argument("--width", type=int, help="pixels (default 1024; wan 832; --tiny 128)")
-    p.add_argument("--frames", type=int, help="video frames, 4k+1 (default 1; wan 81; wan --tiny 5)")
+    p.add_argument("--model", choices=[*PRESETS, *HELDOUT], default="flux",
+                   help=f"a preset ({', '.join(PRESETS)}) or a held-out DiT the cost model was not developed on "
+                        f"({', '.join(HELDOUT)}; benchmarks/heldout.py)")
+    p.add_argument("--height", type=int, help="pixels (default 1024; wan 480; hunyuan-video 544; cogvideox-5b 480; "
+                   "--tiny 128)")
+    p.add_argument("--width", type=int, help="pixels (default 1024; wan 832; hunyuan-video 960; cogvideox-5b 720; "
+                   "--tiny 128)")
+    p.add_argument("--frames", type=int, help="video frames, 4k+1 (default 1; wan 81; hunyuan-video 61; "
+                   "cogvideox-5b 49; video models --tiny 5)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--text-tokens", type=int, help="default: the preset's (the pipeline's max_sequence_length)")
     p.add_argument("--configs", default="inductor,chunkflow:0,chunkflow:0.5,group")
@@ -132,7 +142,7 @@ def main() -> int:
                    "compiles in a fresh one, after a warm-up compile, so that compile times compare)")
     args = p.parse_args()
 
-    preset = get_preset(args.model)
+    preset = get_model(args.model)
     defaults = {**_TINY_DEFAULTS, "frames": _TINY_FRAMES.get(args.model, 1)} if args.tiny \
         else _DEFAULTS.get(args.model, {})
     size = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k, d)

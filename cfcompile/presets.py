@@ -72,14 +72,14 @@ class _Grid:
 # Layouts: how each diffusers class turns a workload into a latent and into forward kwargs. Keyed by class name.
 # ---------------------------------------------------------------------------------------------------------------
 
-def _spatial(name: str, wl: Workload, patch: int) -> tuple[int, int]:
+def _spatial(name: str, wl: Workload, patch: int, vae: int = VAE_SCALE) -> tuple[int, int]:
     """Latent height/width in tokens: pixels / VAE factor / patch, which must divide evenly."""
-    step = VAE_SCALE * patch
+    step = vae * patch
     for f in ("height", "width"):
         v = getattr(wl, f)
         if v % step:
             raise ValueError(
-                f"{name}: {f}={v} is not a multiple of {step} (VAE factor {VAE_SCALE} x patch {patch}); "
+                f"{name}: {f}={v} is not a multiple of {step} (VAE factor {vae} x patch {patch}); "
                 f"use e.g. {f}={max(step, v // step * step)}")
     return wl.height // step, wl.width // step
 
@@ -163,6 +163,109 @@ def _sd3_inputs(cfg, wl, grid, T, rand, device, dtype):
                 timestep=torch.full((B,), 500.0, device=device, dtype=torch.float32))
 
 
+# Layouts of DiTs that no preset uses: benchmarks/heldout.py builds held-out models from them (the cost model was
+# not developed on these), to validate predictions outside the presets.
+
+def _latent_frames(name: str, wl: Workload, temporal: int = 4) -> int:
+    """Latent frames of a causal video VAE that keeps frame 0 and compresses ``temporal`` frames into one."""
+    if (wl.frames - 1) % temporal:
+        k = (wl.frames - 1) // temporal
+        raise ValueError(f"{name}: frames must be {temporal}k + 1 (the VAE keeps frame 0 and compresses {temporal} "
+                         f"frames into one), got frames={wl.frames}; use {temporal * k + 1} or "
+                         f"{temporal * (k + 1) + 1}")
+    return 1 + (wl.frames - 1) // temporal
+
+
+def _hunyuan_video_grid(name: str, cfg: Mapping, wl: Workload) -> _Grid:
+    # HunyuanVideoPipeline.prepare_latents: (C, (frames - 1) // 4 + 1, H / 8, W / 8); 1x2x2 patches.
+    p, pt = cfg["patch_size"], cfg["patch_size_t"]
+    f = _latent_frames(name, wl)
+    if f % pt:
+        raise ValueError(f"{name}: {f} latent frames are not a multiple of the temporal patch {pt}")
+    h, w = _spatial(name, wl, p)
+    return _Grid((cfg["in_channels"], f, h * p, w * p), (f // pt) * h * w, (h, w))
+
+
+def _cogvideox_grid(name: str, cfg: Mapping, wl: Workload) -> _Grid:
+    # CogVideoXPipeline.prepare_latents: frames before channels, (F, C, H / 8, W / 8); CogVideoX 1.0 (patch_size_t
+    # None) patches 2x2 per frame, 1.5 pads the latent frames to a multiple of patch_size_t (not done here).
+    p, pt = cfg["patch_size"], cfg["patch_size_t"] or 1
+    f = _latent_frames(name, wl)
+    if f % pt:
+        raise ValueError(f"{name}: {f} latent frames are not a multiple of the temporal patch {pt}")
+    h, w = _spatial(name, wl, p)
+    return _Grid((f, cfg["in_channels"], h * p, w * p), (f // pt) * h * w, (h, w))
+
+
+def _sana_grid(name: str, cfg: Mapping, wl: Workload) -> _Grid:
+    # SanaPipeline: the DC-AE compresses 32x (32 latent channels), patch_size 1.
+    _image_only(name, wl)
+    p = cfg["patch_size"]
+    h, w = _spatial(name, wl, p, vae=32)
+    return _Grid((cfg["in_channels"], h * p, w * p), h * w, (h, w))
+
+
+def _hunyuan_video_inputs(cfg, wl, grid, T, rand, device, dtype):
+    B = wl.batch
+    # HunyuanVideoPipeline (guidance-distilled, no true CFG by default): Llama text features padded to 256 tokens
+    # with their mask (all valid here), pooled CLIP-L (768), float32 timestep 0..1000, guidance = 6.0 x 1000 in the
+    # transformer's dtype.
+    return dict(hidden_states=rand(B, *grid.latent), timestep=torch.full((B,), 500.0, device=device,
+                                                                          dtype=torch.float32),
+                encoder_hidden_states=rand(B, T, cfg["text_embed_dim"]),
+                encoder_attention_mask=torch.ones(B, T, device=device, dtype=dtype),
+                pooled_projections=rand(B, cfg["pooled_projection_dim"]),
+                guidance=torch.full((B,), 6000.0, device=device, dtype=dtype))
+
+
+def _resize_crop_region_for_grid(src, tgt_width, tgt_height):
+    # diffusers.pipelines.cogvideo.pipeline_cogvideox.get_resize_crop_region_for_grid (that module imports
+    # transformers' T5)
+    tw, th = tgt_width, tgt_height
+    h, w = src
+    if h / w > th / tw:
+        resize_height, resize_width = th, int(round(th / h * w))
+    else:
+        resize_width, resize_height = tw, int(round(tw / w * h))
+    crop_top = int(round((th - resize_height) / 2.0))
+    crop_left = int(round((tw - resize_width) / 2.0))
+    return (crop_top, crop_left), (crop_top + resize_height, crop_left + resize_width)
+
+
+def _cogvideox_inputs(cfg, wl, grid, T, rand, device, dtype):
+    B, (h, w) = wl.batch, grid.hw
+    # CogVideoXPipeline: T5 features padded to 226 tokens, integer timestep (DDIM, 0..999), and for the 5B model
+    # (use_rotary_positional_embeddings) the 3D rope the pipeline builds (_prepare_rotary_positional_embeddings).
+    out = dict(hidden_states=rand(B, *grid.latent), encoder_hidden_states=rand(B, T, cfg["text_embed_dim"]),
+               timestep=torch.full((B,), 500, device=device, dtype=torch.int64))
+    if cfg["use_rotary_positional_embeddings"]:
+        from diffusers.models.embeddings import get_3d_rotary_pos_embed
+
+        p, pt = cfg["patch_size"], cfg["patch_size_t"]
+        base_w, base_h = cfg["sample_width"] // p, cfg["sample_height"] // p
+        f = grid.latent[0]
+        rope_device = "cpu" if device.type == "meta" else device  # small (tokens x head_dim): built for real
+        if pt is None:
+            cos, sin = get_3d_rotary_pos_embed(
+                embed_dim=cfg["attention_head_dim"], crops_coords=_resize_crop_region_for_grid((h, w), base_w, base_h),
+                grid_size=(h, w), temporal_size=f, device=rope_device)
+        else:
+            cos, sin = get_3d_rotary_pos_embed(
+                embed_dim=cfg["attention_head_dim"], crops_coords=None, grid_size=(h, w),
+                temporal_size=(f + pt - 1) // pt, grid_type="slice", max_size=(base_h, base_w), device=rope_device)
+        out["image_rotary_emb"] = (cos.to(device), sin.to(device))
+    return out
+
+
+def _sana_inputs(cfg, wl, grid, T, rand, device, dtype):
+    B = wl.batch
+    # SanaPipeline: Gemma-2 features, 300 tokens kept (select_index) with the tokenizer's int64 mask (all valid
+    # here), float32 flow-matching timestep 0..1000 x timestep_scale.
+    return dict(hidden_states=rand(B, *grid.latent), encoder_hidden_states=rand(B, T, cfg["caption_channels"]),
+                encoder_attention_mask=torch.ones(B, T, device=device, dtype=torch.int64),
+                timestep=torch.full((B,), 500.0 * cfg["timestep_scale"], device=device, dtype=torch.float32))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Layout:
     grid: Callable[[str, Mapping, Workload], _Grid]
@@ -176,6 +279,10 @@ _LAYOUTS = {
     "QwenImageTransformer2DModel": _Layout(_packed_grid, _qwen_inputs, sp_splits_text=True),
     "WanTransformer3DModel": _Layout(_wan_grid, _wan_inputs, sp_splits_text=False),
     "SD3Transformer2DModel": _Layout(_sd3_grid, _sd3_inputs, sp_splits_text=None),
+    # held-out models (benchmarks/heldout.py), no preset
+    "HunyuanVideoTransformer3DModel": _Layout(_hunyuan_video_grid, _hunyuan_video_inputs, sp_splits_text=None),
+    "CogVideoXTransformer3DModel": _Layout(_cogvideox_grid, _cogvideox_inputs, sp_splits_text=None),
+    "SanaTransformer2DModel": _Layout(_sana_grid, _sana_inputs, sp_splits_text=None),
 }
 
 
