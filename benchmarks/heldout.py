@@ -18,19 +18,37 @@ diffusers 0.42 pipelines pass (presets.py, ``_hunyuan_video_inputs`` and the two
 tokens with their mask, pooled CLIP, guidance 6.0 x 1000; CogVideoX-5B 226 T5 tokens, an int64 timestep and the
 pipeline's 3D rotary embedding; Sana 300 Gemma-2 tokens with their mask, the 32x DC-AE latent.
 
-GPU commands for the next session (H200, 141 GB; every config of one model in one process; $OUT collects the JSON).
-Sizes: HunyuanVideo's pipeline default (720x1280, 129 frames: 118,800 tokens) takes ~20 s a step without
-offloading, so 14 calls per config would not fit a 10-minute command; 544x960 (its 540p size) at 61 frames (32,640
-tokens, ~2-3 s a step) does, with 26 GB of bf16 weights and the activations of the no-offload row well inside
-141 GB. CogVideoX-5B and Sana run at their pipelines' defaults, batch 2 (both batch the classifier-free-guidance
-pair); HunyuanVideo is guidance-distilled (batch 1).
+GPU commands for the next session (H200, 141 GB; $OUT collects the JSON, one file per model and size, rewritten
+after every row, so a command cut off at the 10-minute limit keeps the rows it finished). Sizes: HunyuanVideo's
+pipeline default (720x1280, 129 frames: 118,800 tokens) would take an estimated ~20 s a step without offloading, so
+the ~10 calls of each config would not fit a 10-minute command; 544x960 (its 540p size) at 61 frames (32,640
+tokens) does, with 24 GiB of bf16 weights and the activations of the no-offload row well inside 141 GB. Its
+configs are split over two commands (a first call compiles 60 blocks), the second writing to a folder of its own
+(both write hunyuan-video_32640.json). CogVideoX-5B and Sana run at their pipelines' defaults, batch 2 (both batch
+the classifier-free-guidance pair); HunyuanVideo is guidance-distilled (batch 1).
 
     python benchmarks/bench_offload.py --model hunyuan-video --height 544 --width 960 --frames 61 --iters 5 \\
-        --configs inductor,chunkflow:0,chunkflow:0.5,budget:8GiB,budget:16GiB
+        --configs inductor,chunkflow:0,chunkflow:0.5
+    mkdir -p $OUT/budgets && OUT=$OUT/budgets python benchmarks/bench_offload.py --model hunyuan-video \\
+        --height 544 --width 960 --frames 61 --iters 5 --configs budget:8GiB,budget:16GiB
     python benchmarks/bench_offload.py --model cogvideox-5b --height 480 --width 720 --frames 49 --batch 2 \\
-        --configs inductor,chunkflow:0,chunkflow:0.5,budget:4GiB,budget:8GiB
+        --configs inductor,chunkflow:0,chunkflow:0.5,budget:6GiB,budget:8GiB
     python benchmarks/bench_offload.py --model sana-1600m --height 1024 --width 1024 --batch 2 \\
         --configs inductor,chunkflow:0,chunkflow:0.5,budget:1GiB,budget:2GiB
+
+What the cost model predicts for these on the H200 profile (``cfcompile.plan_model`` on the meta device, bf16,
+chunk_size auto = 16 MiB as in bench_offload; computed on a CPU before any GPU run, to set against the measured rows):
+
+=================  =============================  ========================  ========================
+model              workload                       resident_fraction 0       resident_fraction 0.5
+=================  =============================  ========================  ========================
+hunyuan-video      544x960, 61 frames, batch 1    2205 ms, peak 7.04 GiB    2179 ms, peak 17.73 GiB
+cogvideox-5b       480x720, 49 frames, batch 2    1135 ms, peak 4.89 GiB    1130 ms, peak 9.76 GiB
+sana-1600m         1024x1024, batch 2             63.8 ms, peak 0.54 GiB    31.0 ms, peak 1.97 GiB
+=================  =============================  ========================  ========================
+
+The budgets sit above these resident-fraction-0 peaks (a budget below the predicted minimum is refused at compile
+time with a BudgetError row).
 
 Each row has ``step_ms`` / ``peak_alloc_gib`` (measured) next to ``predicted_step_ms`` / ``predicted_peak_gib``;
 the issue's target is within 10%. CPU smoke test (seconds): ``--tiny --device cpu --configs inductor,chunkflow:0.5
