@@ -567,9 +567,12 @@ class MemoryAware(EDFBestFit):
 
     name = "memory-aware"
 
-    def __init__(self, triage: bool = True, spare_big: bool = False):
+    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = None):
         super().__init__(triage=triage)
         self.spare_big = bool(spare_big)
+        if wait not in (None, "all", "chunk"):
+            raise ValueError(f"memory-aware: wait must be None, 'all' or 'chunk', not {wait!r}")
+        self.wait = wait
         if not self.triage:
             self.name = "memory-aware-notriage"
         self._best: dict[str, list[tuple[int, float | None]]] = {}  # model -> per degree: (d, None or streamed GB)
@@ -654,6 +657,10 @@ class MemoryAware(EDFBestFit):
                     cands = [c for c in cands if all(view.fits(req.model, g) for g in c[0])]
                     if not cands:
                         continue
+                elif pick is None and self.wait and t.parallel and not self._late_now(t, view):
+                    cands = [c for c in cands if not self._certain_miss(t, req, c, view)]
+                    if not cands:
+                        continue
             pick = pick or min(cands, key=lambda c: (c[1], len(c[0])))
             plans.append([t, pick[0], pick[1], pick is not None and not cands, lost])
             free.difference_update(pick[0])
@@ -698,6 +705,19 @@ class MemoryAware(EDFBestFit):
         if mixed is None:
             mixed = self._mixed_pool[model] = len({view.fits(model, g) for g in range(view.gpus)}) > 1
         return mixed
+
+    def _certain_miss(self, task: Task, req, cand, view: View) -> bool:
+        """Whether starting ``task`` on the candidate group (GPUs, estimate) misses the deadline for certain:
+        ``wait="all"``: its whole remaining work at the group's degree misses (the candidate's estimate; the caller
+        only asks when every candidate does); ``wait="chunk"``: even this task on the group followed by the rest
+        at the best degree the pool could give misses."""
+        if self.wait == "all":
+            return True
+        m = view.costs.model(req.model)
+        rest = min(view.remaining_s(req.id, d) - m.task_ms(req, task, d) / 1e3 if mem is None else
+                   view.remaining_s(req.id, d, mem) - m.task_ms(req, task, d, True, mem) / 1e3
+                   for d, mem in self._best_groups(req.model, view))
+        return view.now + view.task_s(task, cand[0]) + rest > req.deadline_s
 
     def _late_now(self, task: Task, view: View) -> bool:
         """Whether the request can no longer meet its deadline on any group the pool could give it."""
