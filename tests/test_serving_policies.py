@@ -155,3 +155,25 @@ def test_memory_aware_does_not_take_a_waiting_requests_state_to_save_a_load():
         assert rec["b/text_encode"].task.group == (1,) and rec["b/text_encode"].loads == (1,), policy
         assert rec["a/prepare"].start_s == t1 and rec["a/prepare"].task.group == (0,), policy
         assert res.summary["slo_attainment"] == 1.0, policy
+
+
+
+def test_memory_aware_wait_option_waits_for_a_wider_group_default_off():
+    # 2 GPUs, every model fits. a (512², loose deadline) runs chunk after chunk on GPU 0; L (1536²: 78 s on one GPU,
+    # 44 s on two) arrives with 1.5 s of slack over SP 2. When L's denoise is first, only GPU 1 is free: at SP 1 its
+    # whole remaining work misses, SP 2 still meets once a's chunk (0.7 s) ends. With wait="all" (opt-in, serving21)
+    # it waits for the wider group and meets; by default (unchanged: measured, not adopted) it takes the one free
+    # GPU (best-fit's "else the fastest"), runs a 7.8 s chunk at SP 1 and misses by 1.9 s
+    from cfcompile.elastic.serving.policies import MemoryAware
+
+    a = Request("a", "qwen-image", 512, 512, arrival_s=0.0, deadline_s=200.0)
+    L = Request("L", "qwen-image", 1536, 1536, arrival_s=2.0, deadline_s=2.0 + 44.36 + 1.5)
+    for triage in (True, False):
+        res = simulate([a, L], 2, MemoryAware(triage=triage, wait="all"))
+        assert _dit_groups(res, "L") == {2}, triage
+        assert res.summary["slo_attainment"] == 1.0, triage
+    for policy in ("memory-aware", MemoryAware(wait=None)):
+        old = simulate([a, L], 2, policy)
+        assert 1 in _dit_groups(old, "L") and old.finish_s["L"] > L.deadline_s
+    with pytest.raises(ValueError, match="wait must be"):
+        MemoryAware(wait="always")

@@ -22,7 +22,9 @@ Built in (``make_policy(name)``)::
                   the model fits on come first, then (as EDF) GPUs no waiting request's state sits on, then GPUs
                   holding the model; a pool of small GPUs serves a model that fits none of them by streaming;
                   requests that can no longer meet their deadline go
-                  last (triage; ``memory-aware-notriage`` without it)
+                  last (triage; ``memory-aware-notriage`` without it); ``wait`` (opt-in, default off): a
+                  request no free group brings in by its deadline waits for a wider group instead of running
+                  at a degree that misses (measured in serving21, not adopted)
     preempt       priorities with aging on top of EDF best-fit; at each chunk boundary a lower request yields
                   GPUs (demoted to what is left, or paused); a task waiting ``starve_s`` goes first, oldest
                   request first, so the oldest request's task starts within starve_s + the longest task
@@ -563,13 +565,25 @@ class MemoryAware(EDFBestFit):
     ``spare_big`` (default off, opt-in): on a mixed pool, a request whose deadline a group of GPUs that cannot
     hold its model still meets (streamed) goes there, leaving the GPUs that hold the model to requests that need
     them. Measured on Qwen-Image, 80+24 GB: -1.3 to +2.9 SLO points on 8 GPUs, -1.3 on 64 GPUs at load 1.0; so off.
+
+    ``wait`` (default None, off; serving21): the mixed-pool rule above on every pool, for DiT tasks of requests
+    that are not late and that no free group brings in by their deadline. ``"all"``: wait rather than start on any
+    free group (each candidate's whole remaining work at its degree misses); ``"chunk"``: wait only rather than
+    start on a group where even this task there and the rest at the best degree the pool could give miss. Measured
+    (RESULTS.md serving21): ``"all"`` lifts both models on 64 x H100 at load 1.2 from 5 to 0 of 16 seeds below edf
+    and 64 x 24 GB by +71 at 1.2, but costs requests that would have started at a missing degree and widened later
+    (64 x 48 GB both models, load 1.0: -8 / -5 on seeds 2-3, below edf; 8 GPUs fits 0.8 seed 0: 601 vs edf 602);
+    ``"chunk"`` keeps those but gains less and is also below edf by 1 on two 8-GPU points. So off.
     """
 
     name = "memory-aware"
 
-    def __init__(self, triage: bool = True, spare_big: bool = False):
+    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = None):
         super().__init__(triage=triage)
         self.spare_big = bool(spare_big)
+        if wait not in (None, "all", "chunk"):
+            raise ValueError(f"memory-aware: wait must be None, 'all' or 'chunk', not {wait!r}")
+        self.wait = wait
         if not self.triage:
             self.name = "memory-aware-notriage"
         self._best: dict[str, list[tuple[int, float | None]]] = {}  # model -> per degree: (d, None or streamed GB)
@@ -654,6 +668,10 @@ class MemoryAware(EDFBestFit):
                     cands = [c for c in cands if all(view.fits(req.model, g) for g in c[0])]
                     if not cands:
                         continue
+                elif pick is None and self.wait and t.parallel and not self._late_now(t, view):
+                    cands = [c for c in cands if not self._certain_miss(t, req, c, view)]
+                    if not cands:
+                        continue
             pick = pick or min(cands, key=lambda c: (c[1], len(c[0])))
             plans.append([t, pick[0], pick[1], pick is not None and not cands, lost])
             free.difference_update(pick[0])
@@ -698,6 +716,19 @@ class MemoryAware(EDFBestFit):
         if mixed is None:
             mixed = self._mixed_pool[model] = len({view.fits(model, g) for g in range(view.gpus)}) > 1
         return mixed
+
+    def _certain_miss(self, task: Task, req, cand, view: View) -> bool:
+        """Whether starting ``task`` on the candidate group (GPUs, estimate) misses the deadline for certain:
+        ``wait="all"``: its whole remaining work at the group's degree misses (the candidate's estimate; the caller
+        only asks when every candidate does); ``wait="chunk"``: even this task on the group followed by the rest
+        at the best degree the pool could give misses."""
+        if self.wait == "all":
+            return True
+        m = view.costs.model(req.model)
+        rest = min(view.remaining_s(req.id, d) - m.task_ms(req, task, d) / 1e3 if mem is None else
+                   view.remaining_s(req.id, d, mem) - m.task_ms(req, task, d, True, mem) / 1e3
+                   for d, mem in self._best_groups(req.model, view))
+        return view.now + view.task_s(task, cand[0]) + rest > req.deadline_s
 
     def _late_now(self, task: Task, view: View) -> bool:
         """Whether the request can no longer meet its deadline on any group the pool could give it."""
