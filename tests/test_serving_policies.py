@@ -158,11 +158,11 @@ def test_memory_aware_does_not_take_a_waiting_requests_state_to_save_a_load():
 
 
 
-def test_memory_aware_wait_option_waits_for_a_wider_group_default_off():
+def test_memory_aware_wait_option_waits_for_a_wider_group():
     # 2 GPUs, every model fits. a (512², loose deadline) runs chunk after chunk on GPU 0; L (1536²: 78 s on one GPU,
     # 44 s on two) arrives with 1.5 s of slack over SP 2. When L's denoise is first, only GPU 1 is free: at SP 1 its
     # whole remaining work misses, SP 2 still meets once a's chunk (0.7 s) ends. With wait="all" (opt-in, serving21)
-    # it waits for the wider group and meets; by default (unchanged: measured, not adopted) it takes the one free
+    # it waits for the wider group and meets; with wait=None (the default before serving22) it takes the one free
     # GPU (best-fit's "else the fastest"), runs a 7.8 s chunk at SP 1 and misses by 1.9 s
     from cfcompile.elastic.serving.policies import MemoryAware
 
@@ -172,8 +172,32 @@ def test_memory_aware_wait_option_waits_for_a_wider_group_default_off():
         res = simulate([a, L], 2, MemoryAware(triage=triage, wait="all"))
         assert _dit_groups(res, "L") == {2}, triage
         assert res.summary["slo_attainment"] == 1.0, triage
-    for policy in ("memory-aware", MemoryAware(wait=None)):
+    for policy in (MemoryAware(wait=None), MemoryAware(triage=False, wait=None)):
         old = simulate([a, L], 2, policy)
         assert 1 in _dit_groups(old, "L") and old.finish_s["L"] > L.deadline_s
     with pytest.raises(ValueError, match="wait must be"):
         MemoryAware(wait="always")
+
+
+def test_memory_aware_waits_only_for_a_wider_group_expected_in_time():
+    # serving22, wait="expected" (memory-aware's default): a request no free group brings in by its deadline waits
+    # only while a wider group is predicted free (view.free_at: the running task's start + its predicted time) no
+    # later than its latest start at that degree; otherwise it starts now on what is free.
+    # 1) the scenario above: a's 512² chunk on GPU 0 ends 0.4 s after L's denoise is first, before L's latest start
+    #    at SP 2: the default waits for SP 2 and meets (before serving22 it ran at SP 1 and missed by 1.9 s).
+    from cfcompile.elastic.serving.policies import MemoryAware
+
+    a = Request("a", "qwen-image", 512, 512, arrival_s=0.0, deadline_s=200.0)
+    L = Request("L", "qwen-image", 1536, 1536, arrival_s=2.0, deadline_s=2.0 + 44.36 + 1.5)
+    for policy in ("memory-aware", "memory-aware-notriage", MemoryAware(wait="expected")):
+        res = simulate([a, L], 2, policy)
+        assert _dit_groups(res, "L") == {2}, policy
+        assert res.summary["slo_attainment"] == 1.0, policy
+    # 2) a's chunk is 768² (ends after L's latest start at SP 2): no wider group comes in time, so L starts at once
+    #    on the free GPU (wait="all" leaves that GPU idle until GPU 0 frees)
+    a = Request("a", "qwen-image", 768, 768, arrival_s=0.0, deadline_s=400.0)
+    for policy, waits in (("memory-aware", False), (MemoryAware(wait="all"), True)):
+        res = simulate([a, L], 2, policy)
+        first = next(r for r in res.records if r.task.request == "L" and r.task.kind == "denoise")
+        ready = next(r.end_s for r in res.records if r.task.id == "L/text_encode")
+        assert (len(first.task.group), first.start_s > ready + 0.1) == ((2, True) if waits else (1, False)), policy

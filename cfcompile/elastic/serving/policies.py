@@ -22,9 +22,10 @@ Built in (``make_policy(name)``)::
                   the model fits on come first, then (as EDF) GPUs no waiting request's state sits on, then GPUs
                   holding the model; a pool of small GPUs serves a model that fits none of them by streaming;
                   requests that can no longer meet their deadline go
-                  last (triage; ``memory-aware-notriage`` without it); ``wait`` (opt-in, default off): a
-                  request no free group brings in by its deadline waits for a wider group instead of running
-                  at a degree that misses (measured in serving21, not adopted)
+                  last (triage; ``memory-aware-notriage`` without it); ``wait`` (default ``"expected"``,
+                  serving22): a request no free group brings in by its deadline waits for a wider group only
+                  while one is predicted free (``view.free_at``) before its latest start there, else it starts
+                  now on what is free (``wait=None``: always start now, as before serving22)
     preempt       priorities with aging on top of EDF best-fit; at each chunk boundary a lower request yields
                   GPUs (demoted to what is left, or paused); a task waiting ``starve_s`` goes first, oldest
                   request first, so the oldest request's task starts within starve_s + the longest task
@@ -92,6 +93,10 @@ class View(Protocol):
     def group_s(self, rid: str, group: Sequence[int]) -> float: ...
     def task_s(self, task: Task, group: Sequence[int]) -> float: ...
     def resident(self, gpu: int) -> tuple[str, ...]: ...
+    def free_at(self, gpu: int) -> float:
+        """When ``gpu`` is predicted to be free: now if idle, else the running task's start plus its predicted
+        time from the cost table (a server knows this too); math.inf if unknown."""
+        ...
     def fits(self, model: str, gpu: int) -> bool: ...
     def load_s(self, model: str) -> float: ...
     def mem_gb(self, gpu: int) -> float: ...
@@ -566,23 +571,30 @@ class MemoryAware(EDFBestFit):
     hold its model still meets (streamed) goes there, leaving the GPUs that hold the model to requests that need
     them. Measured on Qwen-Image, 80+24 GB: -1.3 to +2.9 SLO points on 8 GPUs, -1.3 on 64 GPUs at load 1.0; so off.
 
-    ``wait`` (default None, off; serving21): the mixed-pool rule above on every pool, for DiT tasks of requests
-    that are not late and that no free group brings in by their deadline. ``"all"``: wait rather than start on any
-    free group (each candidate's whole remaining work at its degree misses); ``"chunk"``: wait only rather than
-    start on a group where even this task there and the rest at the best degree the pool could give miss. Measured
-    (RESULTS.md serving21): ``"all"`` lifts both models on 64 x H100 at load 1.2 from 5 to 0 of 16 seeds below edf
-    and 64 x 24 GB by +71 at 1.2, but costs requests that would have started at a missing degree and widened later
-    (64 x 48 GB both models, load 1.0: -8 / -5 on seeds 2-3, below edf; 8 GPUs fits 0.8 seed 0: 601 vs edf 602);
-    ``"chunk"`` keeps those but gains less and is also below edf by 1 on two 8-GPU points. So off.
+    ``wait`` (default ``"expected"``, serving22): for DiT tasks of requests that are not late and that no free
+    group brings in by their deadline, on pools where the model fits every GPU or none (a mixed pool keeps the rule
+    above). ``"expected"``: wait only while a group wider than the free GPUs is predicted to be free no later than
+    the request's latest start at that degree (deadline minus its remaining time there, plus a model load unless
+    its state's GPUs hold the model; :meth:`_wider_expected`). "Predicted free" is ``view.free_at`` (the running
+    task's start + its cost-table time; GPUs placed earlier at this instant after their task's predicted time),
+    the earliest GPUs first, less those that waiting requests earlier in the order count on; the free GPUs a waiting
+    request counts on stay idle at this instant (lower requests do not take them). Re-decided at every instant: once
+    no wider group comes in time it starts now on what is free and widens at a later chunk boundary. Measured
+    (RESULTS.md serving22): both models on 64 x H100 at load 1.2, 5 -> 0 of 16 seeds below edf (+55 -> +688 over
+    edf); 64 x 24 GB both models at the serving20 bound at 1.0 and 8 below it at 1.2; no cell below edf.
+    ``None``: never wait (start now on the fastest free group; the default before serving22). serving21's blind
+    variants, kept to reproduce its numbers: ``"all"``: wait rather than start on any free group; ``"chunk"``: wait
+    only rather than start on a group where even this task there and the rest at the best degree the pool could
+    give miss (each regressed some cell below edf).
     """
 
     name = "memory-aware"
 
-    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = None):
+    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = "expected"):
         super().__init__(triage=triage)
         self.spare_big = bool(spare_big)
-        if wait not in (None, "all", "chunk"):
-            raise ValueError(f"memory-aware: wait must be None, 'all' or 'chunk', not {wait!r}")
+        if wait not in (None, "all", "chunk", "expected"):
+            raise ValueError(f"memory-aware: wait must be None, 'all', 'chunk' or 'expected', not {wait!r}")
         self.wait = wait
         if not self.triage:
             self.name = "memory-aware-notriage"
@@ -640,6 +652,7 @@ class MemoryAware(EDFBestFit):
         taken = self._taken
         plans: list[list] = []  # [task, group, estimate, spare_big pick]
         free0 = frozenset(view.free)
+        expected = None  # wait="expected": when the GPUs are predicted to free, built on first use
         for t in tasks:
             if not free:
                 break
@@ -669,12 +682,22 @@ class MemoryAware(EDFBestFit):
                     if not cands:
                         continue
                 elif pick is None and self.wait and t.parallel and not self._late_now(t, view):
-                    cands = [c for c in cands if not self._certain_miss(t, req, c, view)]
-                    if not cands:
-                        continue
+                    if self.wait == "expected":
+                        if expected is None:
+                            expected = _Expected(view)
+                        group = self._wider_expected(t, req, len(order), free, expected, view)
+                        if group is not None:
+                            expected.reserve(group, free)
+                            continue
+                    else:
+                        cands = [c for c in cands if not self._certain_miss(t, req, c, view)]
+                        if not cands:
+                            continue
             pick = pick or min(cands, key=lambda c: (c[1], len(c[0])))
             plans.append([t, pick[0], pick[1], pick is not None and not cands, lost])
             free.difference_update(pick[0])
+            if expected is not None:
+                expected.planned(pick[0], view.now + view.task_s(t, pick[0]))
         # widen as EDF's _widen: one step at a time, to the first group (in order) whose next faster degree the
         # spare GPUs allow, then again from the first (a group that cannot widen now cannot later: free shrinks)
         stuck = [not p[0].parallel for p in plans]
@@ -707,6 +730,8 @@ class MemoryAware(EDFBestFit):
         # (a spare_big group stays as picked: its GPUs were chosen for not holding the model)
         spare = [p for p in plans if p[3]]
         free = set(view.free).difference(*(p[1] for p in spare))
+        if expected is not None:
+            free.difference_update(expected.held)  # free GPUs a waiting request's wider group counts on stay idle
         out = self._place([(p[0], len(p[1])) for p in plans if not p[3]], free, view)
         return out + [p[0].on(p[1]) for p in spare]
 
@@ -729,6 +754,31 @@ class MemoryAware(EDFBestFit):
                    view.remaining_s(req.id, d, mem) - m.task_ms(req, task, d, True, mem) / 1e3
                    for d, mem in self._best_groups(req.model, view))
         return view.now + view.task_s(task, cand[0]) + rest > req.deadline_s
+
+    def _wider_expected(self, task: Task, req, n_free: int, free: set[int], expected: "_Expected",
+                        view: View) -> tuple[int, ...] | None:
+        """``wait="expected"``: the GPUs of a group wider than the ``n_free`` free ones that is predicted to be free
+        (``view.free_at``; GPUs placed at this instant free after their task's predicted time; GPUs another waiting
+        request counts on are not counted) no later than the request's latest start at that degree (its deadline
+        minus its remaining time there, priced as :meth:`starts_s` does, plus a model load unless every GPU holding
+        its state holds the model); the narrowest such degree. None: no wider group comes in time, start now."""
+        best = self._best_groups(req.model, view)
+        avail = expected.avail(free, view.now)
+        if not avail:
+            return None
+        holders = self._held[task.id]
+        load = 0.0
+        if not (holders and all(req.model in view.resident(g) for g in holders)):
+            load = self._load.get(req.model)
+            if load is None:
+                load = self._load[req.model] = view.load_s(req.model)
+        for d, mem in best:
+            if d <= n_free or d > len(avail):
+                continue
+            rest = view.remaining_s(req.id, d) if mem is None else view.remaining_s(req.id, d, mem)
+            if avail[d - 1][0] <= req.deadline_s - load - rest:
+                return tuple(g for _, g in avail[:d])
+        return None
 
     def _late_now(self, task: Task, view: View) -> bool:
         """Whether the request can no longer meet its deadline on any group the pool could give it."""
@@ -765,6 +815,33 @@ class MemoryAware(EDFBestFit):
         holders = view.holders(task.request)
         own = [g for g in holders if g in free]
         return own + sorted((g for g in free if g not in holders), key=self._rest_key(task, view, taken))
+
+
+class _Expected:
+    """For one :meth:`MemoryAware.schedule` call with ``wait="expected"``: when each GPU is predicted to be free
+    (idle ones now, busy ones at ``view.free_at``, ones placed at this instant after their task's predicted time),
+    less the GPUs waiting requests (earlier in the order) count on."""
+
+    def __init__(self, view: View):
+        free = set(view.free)
+        self.busy = {g: view.free_at(g) for g in range(view.gpus) if g not in free}
+        self.held: set[int] = set()  # free GPUs a waiting request counts on (kept idle at this instant)
+        self.reserved: set[int] = set()
+
+    def planned(self, group, until: float) -> None:
+        for g in group:
+            self.busy[g] = until
+
+    def avail(self, free: set[int], now: float) -> list[tuple[float, int]]:
+        out = [(now, g) for g in sorted(free) if g not in self.reserved]
+        out += sorted((t, g) for g, t in self.busy.items() if g not in self.reserved and g not in free)
+        return out
+
+    def reserve(self, group, free: set[int]) -> None:
+        self.reserved.update(group)
+        mine = free.intersection(group)
+        self.held.update(mine)
+        free.difference_update(mine)
 
 
 class Preemptive(EDFBestFit):

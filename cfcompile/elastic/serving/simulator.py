@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -179,6 +180,13 @@ class _View:
         m = self.costs.model(r.request.model)
         return (prep.load_ms + m.task_ms(r.request, task, len(group), prep.streamed, mem.group_gb(group))) / 1e3
 
+    def free_at(self, gpu):
+        """When ``gpu`` is predicted to be free: now if idle, else the start of what runs there plus its predicted
+        time (reshard, model load, compute: the cost table's, which is also what the simulator charges), math.inf
+        for GPUs claimed by a task waiting for its state's holder (``sender_wait``)."""
+        sim = self._sim
+        return sim.now if sim.busy[gpu] is None else sim.until[gpu]
+
     def resident(self, gpu):
         return self._sim.memory.resident(gpu)
 
@@ -213,6 +221,7 @@ class _Sim:
         self.runnable: dict[str, tuple[Task, float]] = {}  # task id -> (task, runnable since)
         self.reshard_dst: dict[str, tuple[int, ...]] = {}  # running reshard -> the group its task runs on
         self.busy: list[str | None] = [None] * gpus
+        self.until: list[float] = [0.0] * gpus  # busy GPU -> predicted end of what runs there (view.free_at)
         self._free: tuple[int, ...] | None = None
         self.heap: list = []
         self.seq = 0
@@ -349,6 +358,7 @@ class _Sim:
         if new and not sender and not any(g in group for g in holders):  # sender_wait: claim the GPUs, wait
             for g in group:
                 self.busy[g] = f"{task.id}@wait"
+                self.until[g] = math.inf
             self._free = None
             r.started = task.index + 1
             self.deferred.append((a, task))
@@ -369,6 +379,7 @@ class _Sim:
             self.records.append(rec)
             for g in rs.group:
                 self.busy[g] = rs.id
+                self.until[g] = rec.end_s
             self.reshard_dst[rs.id] = group
             self._push(rec.end_s, _RESHARD_END, rec)
             t0 = rec.end_s
@@ -379,6 +390,7 @@ class _Sim:
         self.records.append(rec)
         for g in group:
             self.busy[g] = task.id
+            self.until[g] = rec.end_s
         self._free = None
         r.started = task.index + 1
         self._push(rec.end_s, _END, rec)
