@@ -622,8 +622,7 @@ class MemoryAware(EDFBestFit):
         best = self._best_groups(req.model, view)
         if not best:
             return super().starts_s(task, view)
-        return [req.deadline_s - (view.remaining_s(req.id, d) if mem is None else view.remaining_s(req.id, d, mem))
-                for d, mem in best]
+        return [req.deadline_s - _remaining_s(view, req, d, mem) for d, mem in best]
 
     def hold_s(self, task, view):
         """As :meth:`EDFBestFit.hold_s`, on the best groups this pool could give the request (see
@@ -638,13 +637,8 @@ class MemoryAware(EDFBestFit):
         if self._mixed(req.model, view):
             return math.inf
         holders = view.holders(req.id)
-        load = 0.0
-        if not (holders and all(req.model in view.resident(g) for g in holders)):
-            load = self._load.get(req.model)
-            if load is None:
-                load = self._load[req.model] = view.load_s(req.model)
-        return load + max(view.remaining_s(req.id, d) if mem is None else view.remaining_s(req.id, d, mem)
-                          for d, mem in best)
+        load = self._load_unless_held(req, holders, view)
+        return load + max(_remaining_s(view, req, d, mem) for d, mem in best)
 
     def schedule(self, view):
         free = set(view.free)
@@ -767,18 +761,23 @@ class MemoryAware(EDFBestFit):
         if not avail:
             return None
         holders = self._held[task.id]
-        load = 0.0
-        if not (holders and all(req.model in view.resident(g) for g in holders)):
-            load = self._load.get(req.model)
-            if load is None:
-                load = self._load[req.model] = view.load_s(req.model)
+        load = self._load_unless_held(req, holders, view)
         for d, mem in best:
             if d <= n_free or d > len(avail):
                 continue
-            rest = view.remaining_s(req.id, d) if mem is None else view.remaining_s(req.id, d, mem)
+            rest = _remaining_s(view, req, d, mem)
             if avail[d - 1][0] <= req.deadline_s - load - rest:
                 return tuple(g for _, g in avail[:d])
         return None
+
+    def _load_unless_held(self, req, holders, view: View) -> float:
+        """A model load, unless every GPU holding the request's state holds its model (cached per model)."""
+        if holders and all(req.model in view.resident(g) for g in holders):
+            return 0.0
+        load = self._load.get(req.model)
+        if load is None:
+            load = self._load[req.model] = view.load_s(req.model)
+        return load
 
     def _late_now(self, task: Task, view: View) -> bool:
         """Whether the request can no longer meet its deadline on any group the pool could give it."""
@@ -815,6 +814,11 @@ class MemoryAware(EDFBestFit):
         holders = view.holders(task.request)
         own = [g for g in holders if g in free]
         return own + sorted((g for g in free if g not in holders), key=self._rest_key(task, view, taken))
+
+
+def _remaining_s(view: View, req, d: int, mem: float | None) -> float:
+    """The request's remaining time at degree ``d``: resident (``mem`` None) or streamed at ``mem`` GB."""
+    return view.remaining_s(req.id, d) if mem is None else view.remaining_s(req.id, d, mem)
 
 
 class _Expected:
