@@ -154,6 +154,15 @@ class HostParameter(nn.Parameter):
     def data(self, value):
         _assign(self, value)
 
+    def __setattr__(self, name, value):
+        # A class change (``p.__class__ = ...``, ``torch.utils.swap_tensors`` with an outside tensor, which swaps
+        # the classes first) may take the parameter out of the store while the object stays: compiled calls check
+        # the epoch instead of every weight's class on every call (`runtime.binding`).
+        if name == "__class__":
+            global EPOCH
+            EPOCH += 1
+        super().__setattr__(name, value)
+
 
 def _assign(p: torch.Tensor, value: torch.Tensor) -> None:
     found = lookup(p)
@@ -227,12 +236,12 @@ def _refuse_moving_hooks(module: nn.Module) -> None:
                 f"enable_layerwise_casting), then offload. Nothing was changed.")
 
 
-EPOCH = 0   # bumped whenever a parameter object is pointed into or out of a store (`epoch`)
+EPOCH = 0   # bumped whenever a parameter object is pointed into or out of a store or a HostParameter changes class
 
 
 def epoch() -> int:
-    """Changes whenever a parameter object is pointed into or out of a store: call-time binding remembers parameter
-    objects, and an object pointed elsewhere keeps its identity."""
+    """Changes whenever a parameter object is pointed into or out of a store or a HostParameter changes class:
+    call-time binding remembers parameter objects, and an object pointed elsewhere keeps its identity."""
     return EPOCH
 
 

@@ -153,13 +153,16 @@ def test_graph_without_offloaded_weights_is_plain_inductor(caplog):
 
 
 def test_arena_is_freed_with_the_graph():
-    compile_toy()
-    assert compiled_graphs()
+    m = compile_toy()[0]
+    store = cfcompile.store_of(m)
+    assert [g for g in compiled_graphs() if g.reads_from(store)]
     torch._dynamo.reset()
     import gc
 
     gc.collect()
-    assert compiled_graphs() == []
+    # only this test's graphs: a graph-break test earlier in the process leaves its graphs alive through Dynamo's
+    # resume functions, which Dynamo puts in the test module's globals (`__resume_at_*`) and reset() keeps
+    assert [g for g in compiled_graphs() if g.reads_from(store)] == []
 
 
 def test_bad_options_fail_at_compile_with_the_key():

@@ -328,3 +328,27 @@ def test_threads_share_one_compiled_model():
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_a_weight_whose_class_changes_is_checked_on_every_call(monkeypatch):
+    """The fast path checks the epoch, not every weight's class: a class change bumps the epoch, and a weight that
+    is no longer a HostParameter (its ``data`` setter could take it out of the store unseen) is bound on every call."""
+    from cfcompile.runtime.binding import Binder
+    m, x = offloaded()
+    fn = torch.compile(m, backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
+    same(fn, m, x)
+    slow = []
+    bind = Binder._bind
+    monkeypatch.setattr(Binder, "_bind", lambda self, args: slow.append(1) or bind(self, args))
+    same(fn, m, x)
+    assert slow == []
+    w = m.blocks[2].qkv.weight
+    w.__class__ = nn.Parameter                     # still in the store, but an ordinary parameter now
+    same(fn, m, x, calls=2)
+    assert len(slow) == 2, "a weight that changed class must be bound again on every call"
+    w.data = w.detach().clone() * 2                # Parameter's own setter: out of the store, no counter bumped
+    same(fn, m, x)
+    assert lookup(w) is not None and type(w).__name__ == "HostParameter"   # taken back on the call
+    slow.clear()
+    same(fn, m, x)
+    assert slow == [], "back in the store as a HostParameter: the fast path again"

@@ -73,10 +73,11 @@ def chunkflow(monkeypatch):
     orig = Binder.bind
 
     def bind(self, args):
-        binding = orig(self, args)
+        entry = orig(self, args)
+        binding = entry.binding
         seen.calls += 1
         seen.bindings.setdefault(id(self), set()).add(tuple((g.key, shift) for g, shift in binding))
-        return binding
+        return entry
 
     monkeypatch.setattr(Binder, "bind", bind)
     logger = logging.getLogger("torch._dynamo")

@@ -51,9 +51,10 @@ def bound(monkeypatch) -> list:
     orig = Binder.bind
 
     def bind(self, args):
-        binding = orig(self, args)
+        entry = orig(self, args)
+        binding = entry.binding
         seen.extend(g for g, _ in binding)
-        return binding
+        return entry
 
     monkeypatch.setattr(Binder, "bind", bind)
     return seen

@@ -214,8 +214,7 @@ class _Compiled:
         self.names = source_names(gm)
         self.variants: list[_Compiled] = []  # the same graph compiled for other weight layouts
         self.lean: _Compiled | None = None   # ... and with nothing resident, for blocks that do not fit the budget
-        self.prev = None                    # the binding of the previous call
-        self.next_of: dict = {}             # binding -> the binding of the call that followed it last time
+        self.prev = None                    # the binder's entry of the previous call (its ``next``: the call order)
 
     def route(self, args) -> tuple["_Compiled", list]:
         """This graph, or the variant compiled for weights laid out differently, and its inputs for ``args``."""
@@ -282,15 +281,27 @@ class _Compiled:
     def bind(self, args) -> list:
         """The extra inputs for this call's weights (`runtime.binding`), with the wrap-around copies aimed at the
         weights the next call is expected to read (learnt from the call order: the same weights for a whole model,
-        the next block for a graph that serves several)."""
-        binding = self.binder.bind(args)
-        if self.prev is not None and self.next_of.get(self.prev) != binding:
-            self.next_of[self.prev] = binding
-        self.prev = binding
+        the next block for a graph that serves several). Runs on every block call of a regional compile: in steady
+        state it is the binder's fast path and the inputs cached on its entry, no hashing of bindings."""
+        entry = self.binder.bind(args)
+        prev = self.prev
+        if prev is not None and prev.next is not entry:
+            prev.next = entry
+        self.prev = entry
         rt = self.rt
         if rt.seconds:   # double buffering: the regions swap roles every call
             rt.flip ^= 1
-        return rt.inputs_for(binding, self.next_of.get(binding), rt.flip)
+        flip, following = rt.flip, entry.next
+        cache = rt.by_entry[flip]
+        cached = cache.get(entry)
+        # a changed weight makes a new entry (`Binder.bind`), so no generation check here
+        if cached is not None and cached[0] is following:
+            return cached[1]
+        inputs = rt.inputs_for(entry.binding, None if following is None else following.binding, flip)
+        if len(cache) > 8192:   # entries of weights changed since (each change makes new ones): keep it bounded
+            cache.clear()
+        cache[entry] = (following, inputs)
+        return inputs
 
     def build(self, plan, prediction, costs, fake_mode) -> bool:
         """Allocate ``plan``'s device memory and compile its code; a plan that compiles to the code this graph
@@ -306,7 +317,7 @@ class _Compiled:
         rt = GraphRuntime(plan, {r.group.key: r.group for r in reads}, device, config.shared_arena)
         if config.memory_budget is not None and not self.is_lean:   # room its lean variant will need
             rt.lean_arena = lean_arena(reads, plan, config)
-        self.binder, self.prev, self.next_of = Binder(plan, self.names), None, {}
+        self.binder, self.prev = Binder(plan, self.names), None
         if reuse is not None:
             self.compiled, self.rt = reuse, rt
             self.compiles_saved += 1

@@ -209,6 +209,9 @@ class GraphRuntime:
         self.held: dict = {"arenas": [], "residents": [], "slots": []}
         self.arena_keys: set[tuple[str, str]] = set()
         self.bound: dict = {}          # (binding, next call's binding, flip) -> (generations, inputs)
+        # per flip: the binder's entry -> (the next call's entry, inputs): the steady-state lookup, by identity
+        # (`compiler.backend._Compiled.bind`); emptied with ``bound``, so no device memory outlives a move
+        self.by_entry: tuple[dict, dict] = ({}, {})
         self.no_room: set = set()      # bindings whose resident chunks do not fit the budget
         # the binding at trace time: each plan group is read from the group it was traced with, at its offsets
         self.trace_binding = tuple((groups[g.key], 0) for g in plan.groups)
@@ -263,13 +266,19 @@ class GraphRuntime:
         return ([alias(self.arenas[g.dtype], g.arena_offset, g.streamed_bytes) for g in st],
                 [alias(self.arenas[st[j].dtype], st[j].next_arena_offset, st[j].streamed_bytes) for j in self._doubled])
 
+    def forget_inputs(self) -> None:
+        """The slots or residents moved: build every call's inputs again."""
+        self.bound.clear()
+        for cache in self.by_entry:
+            cache.clear()
+
     def rebind(self, key: tuple[str, str], buffer: torch.Tensor) -> None:
         """The shared arena of ``key`` moved to ``buffer`` (it grew): point the slots there."""
         forget_slots(self.held["slots"])
         self.arenas[key[1]] = buffer
         self.slots, self.seconds = self._slots()
         self.held["slots"] = [t.data_ptr() for t in (*self.slots, *self.seconds)]
-        self.bound.clear()
+        self.forget_inputs()
 
     def drop_arena(self, key: tuple[str, str]) -> None:
         """The shared arena of ``key`` is about to be freed and replaced (`_ArenaPool.fit`): let go of its slots."""
@@ -277,11 +286,11 @@ class GraphRuntime:
         self.held["slots"] = []
         self.arenas.pop(key[1], None)
         self.slots, self.seconds = [], []
-        self.bound.clear()
+        self.forget_inputs()
 
     def rebind_residents(self) -> None:
         """A resident copy this graph reads moved (it grew): build the inputs again on the next call."""
-        self.bound.clear()
+        self.forget_inputs()
 
     @property
     def inputs(self) -> list[torch.Tensor]:
@@ -372,7 +381,7 @@ class GraphRuntime:
         """Give the resident chunks back (a shared budget needs the room): the graph must be planned again before
         it runs (``stale``)."""
         self.stale = True
-        self.bound.clear()
+        self.forget_inputs()
         self.no_room.clear()
         for key in self.held["residents"]:
             RESIDENTS.release(key)
@@ -396,7 +405,7 @@ class GraphRuntime:
         """Give everything back now (the graph is being replaced), not when it is collected."""
         self.closed = self.stale = True
         self.slots, self.seconds = [], []
-        self.bound.clear()
+        self.forget_inputs()
         ARENAS.users.discard(self)
         RESIDENTS.users.discard(self)
         if self.budget is not None:

@@ -14,17 +14,15 @@ call raises `LayoutMismatch` (the backend compiles a graph for that layout). Wei
 (``module._parameters[name]`` replaced) are copied back into their slot when the group's other weights say where it
 is (`offload.take_back`), else the call raises naming the parameter.
 
-Change detection, per call: the same parameter objects as a call seen before (none pointed anywhere since:
-`offload.epoch`), still HostParameters, and the
-version counter that each bound group's weights share (`offload._point`) unchanged; otherwise the slow path above
-runs again, and a group whose counter moved since a call last accounted for it (``Group.seen_version``) bumps its
+Change detection, per call: the same parameter objects as a call seen before (none pointed anywhere or changed
+class since: `offload.epoch`), and the version counter that each bound group's weights share (`offload._point`)
+unchanged; otherwise the slow path above runs again, and a group whose counter moved since a call last accounted for it (``Group.seen_version``) bumps its
 ``generation``, which makes its resident copies refresh and its wrap-around copies drop.
 """
 
 from __future__ import annotations
 
 import importlib
-import itertools
 import operator
 
 import torch
@@ -37,13 +35,24 @@ _offload = importlib.import_module("..offload", __package__)
 _VERSION = operator.attrgetter("_version")
 
 
-def _all_host(ws: tuple) -> bool:
-    # C-level iteration: a generator here was 40% of a block call's binding cost
-    return all(map(operator.is_, map(type, ws), itertools.repeat(HostParameter)))
-
-
 class LayoutMismatch(RuntimeError):
     """The call's weights are laid out differently from the plan's (offsets that do not shift together)."""
+
+
+class Entry:
+    """One weight set a graph was called with: its parameter objects, their binding (None: laid out differently
+    from the plan) and what the fast path checks them against; ``next`` is the entry of the call that followed this
+    one last time (the call order, `compiler.backend`)."""
+
+    __slots__ = ("objects", "binding", "counters", "versions", "epoch", "next")
+
+    def __init__(self, objects: tuple, binding, epoch: int):
+        self.objects, self.binding, self.epoch = objects, binding, epoch
+        # each bound group's shared version counter and its loners' (`offload._point`)
+        self.counters = () if binding is None else \
+            tuple(t for g, _ in binding for t in (g.device_view, *g.loners.values()))
+        self.versions = tuple(map(_VERSION, self.counters))
+        self.next: Entry | None = None
 
 
 class Binder:
@@ -59,53 +68,57 @@ class Binder:
         get = operator.itemgetter(*self.indices) if self.indices else (lambda a: ())
         self._weights = get if len(self.indices) != 1 else (lambda a: (get(a),))
         self.names = names or {}                                  # input index -> the parameter's source, for errors
-        # the first weight's id -> [(the weights, binding, version counters, their versions, epoch)]
-        self._seen: dict[int, list[tuple]] = {}
+        self._seen: dict[int, list[Entry]] = {}                   # the first weight's id -> its entries
         self._entries = 0
 
-    def bind(self, args) -> tuple[tuple[Group, int], ...]:
-        """Per plan group, (host group, byte shift) of this call's weights.
+    def bind(self, args) -> Entry:
+        """The entry of this call's weights: per plan group, (host group, byte shift) in ``entry.binding``.
 
         Fast path (every call of a model whose weights did not change): the same parameter objects as a call seen
-        before, all still HostParameters (a parameter swapped for an outside tensor changes class), and each bound
-        group's shared version counter unchanged. It reads the parameters' Python objects and one counter per
-        group, never a weight's tensor: those reads are what a block call pays for when they miss the CPU's caches
-        after the previous block's kernel launches (30 µs for a Flux block on the H200 host)."""
+        before, no parameter pointed into or out of a store since (`offload.EPOCH`: also bumped when a HostParameter
+        changes class, e.g. swapped for an outside tensor by ``torch.utils.swap_tensors``), and each bound group's
+        shared version counter unchanged. It compares the parameters' Python objects by identity and reads one
+        counter per group, never a weight's tensor: what a block call pays for are the reads that miss the CPU's
+        caches after the previous block's kernel launches (30 µs for a Flux block on the H200 host)."""
         ws = self._weights(args)
-        for objects, binding, counters, versions, seen_epoch in self._seen.get(id(ws[0]) if ws else 0, ()):
-            # C-level loops over the weights: identity (an entry holds its objects, so their ids are theirs alone),
-            # class, then the version counters of the bound groups
-            if seen_epoch == _offload.EPOCH and all(map(operator.is_, ws, objects)):
-                if _all_host(ws) and tuple(map(_VERSION, counters)) == versions:
-                    if binding is None:
+        for entry in self._seen.get(id(ws[0]) if ws else 0, ()):
+            # C-level loops: identity of the weights (an entry holds its objects, so their ids are theirs alone),
+            # then the version counters of the bound groups
+            if entry.epoch == _offload.EPOCH and all(map(operator.is_, ws, entry.objects)):
+                if tuple(map(_VERSION, entry.counters)) == entry.versions:
+                    if entry.binding is None:
                         raise LayoutMismatch("chunkflow: these weights are laid out differently (seen before)")
-                    return binding
+                    return entry
                 break
         try:
             binding = self._bind(args)
         except LayoutMismatch:
             self._remember(ws, None)
             raise
-        self._remember(self._weights(args), binding)
-        return binding
+        ws = self._weights(args)
+        if not all(type(w) is HostParameter for w in ws):
+            # in the store but no longer a HostParameter (its class was changed): its ``data`` setter would move it
+            # out without a trace, so no fast path for it (this entry is never found again: an epoch never seen)
+            return Entry(ws, binding, -1)
+        return self._remember(ws, binding)
 
-    def _remember(self, ws: tuple, binding) -> None:
+    def _remember(self, ws: tuple, binding) -> Entry:
         if self._entries > 4096:   # a graph reused for very many weight sets: keep the table bounded
             self._seen.clear()
             self._entries = 0
         # keyed by the first weight's id (weight sets that share their first weight, e.g. an MoE graph whose first
         # input is the router's, share a key: a short list); an entry holds its objects, so a freed parameter's id
-        # cannot be reused while it is there. The counters: each bound group's shared one and its loners'.
-        counters = () if binding is None else \
-            tuple(t for g, _ in binding for t in (g.device_view, *g.loners.values()))
-        entry = (ws, binding, counters, tuple(map(_VERSION, counters)), _offload.EPOCH)
+        # cannot be reused while it is there
+        entry = Entry(ws, binding, _offload.EPOCH)
         entries = self._seen.setdefault(id(ws[0]) if ws else 0, [])
-        for k, (objects, *_) in enumerate(entries):
-            if all(map(operator.is_, ws, objects)):
+        for k, old in enumerate(entries):
+            if all(map(operator.is_, ws, old.objects)):
+                entry.next = old.next   # the call order learnt so far still holds
                 entries[k] = entry
-                return
+                return entry
         entries.insert(0, entry)
         self._entries += 1
+        return entry
 
     def _bind(self, args) -> tuple[tuple[Group, int], ...]:
         out = []
