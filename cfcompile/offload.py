@@ -25,8 +25,9 @@ every way of changing a weight stays inside the store and is seen by compiled gr
                                               into its slot (`runtime.binding`), or by calling `offload` again
 
 All weights of a group share one version counter (`_point`). A compiled call checks that it is called with the
-same parameter objects as last time, still HostParameters, and reads one counter per group (`runtime.binding`); a
-change bumps the group's ``generation``, which makes resident and wrap-around device copies of it stale.
+same parameter objects as last time, none changed class since (`epoch`), and reads one counter per group
+(`runtime.binding`); a change bumps the group's ``generation``, which makes resident and wrap-around device copies
+of it stale.
 """
 
 from __future__ import annotations
