@@ -3,6 +3,8 @@ state_dict and saving after offload."""
 
 import io
 
+import pytest
+
 import torch
 from torch import nn
 
@@ -70,3 +72,18 @@ def test_state_dict_and_saving_after_offload():
     # loading into the offloaded model writes through to the host store
     m.load_state_dict({k: v * 0 for k, v in before.items()})
     assert all(float(p.detach().abs().sum()) == 0 for p in m.parameters())
+
+
+@pytest.mark.parametrize("dynamic", [True, None])
+def test_dynamic_sizes(dynamic):
+    """``dynamic=True`` (sizes as symbols; Dynamo also turns LayerNorm's ``eps`` into a 0-d tensor input the graph
+    calls ``.item()`` on: the cost pass failed the compile on it) and the default, where a second size recompiles
+    with dynamic sizes: every length equals eager."""
+    m, _ = toy()
+    cfcompile.offload(m, "cpu")
+    fn = torch.compile(m, backend="chunkflow", options={"chunk_size": 4096, "resident_fraction": 0.5},
+                       dynamic=dynamic)
+    with torch.no_grad():
+        for n in (32, 48, 17, 32):
+            x = torch.randn(2, n, 16)
+            torch.testing.assert_close(fn(x), m(x), rtol=1e-5, atol=1e-5)

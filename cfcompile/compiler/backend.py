@@ -153,6 +153,11 @@ def chunkflow(gm: fx.GraphModule, example_inputs: Sequence[Any], *, options: dic
     device = devices.pop()
     profile = resolve_profile(config.profile, device)
     costs = estimate_costs(gm, example_inputs, profile, [r.input_index for r in reads])
+    sizes = [x for x in example_inputs if isinstance(x, torch.SymInt)]
+    if sizes and config.memory_budget is not None:
+        log.warning("chunkflow: this graph has dynamic sizes (%s): memory_budget counts its activations at this "
+                    "call's sizes; a call with larger ones uses more device memory than planned (compile with "
+                    "dynamic=False to plan each size on its own)", ", ".join(f"{x}={x.node.hint}" for x in sizes[:4]))
     free = free_bytes(device, config)
     policy = resolve(config, profile, budget=False).collective_policy
     if costs.collectives:  # a sequence-parallel graph: every rank must make the same plan

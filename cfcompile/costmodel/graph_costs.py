@@ -26,7 +26,7 @@ from typing import Sequence
 
 import torch
 import torch.fx as fx
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
@@ -228,7 +228,17 @@ def _charge(ops: list[_Op], materialized: set[int], profile: DeviceProfile, n_no
 def _fake(mode: FakeTensorMode, x):
     if isinstance(x, torch.Tensor):
         return mode.from_tensor(x, static_shapes=True)
+    if isinstance(x, (torch.SymInt, torch.SymFloat, torch.SymBool)) and x.node.hint is not None:
+        # a size Dynamo made dynamic (``dynamic=True``, or a size that changed between calls): costed at the value
+        # of the call being compiled, as the plan is
+        return x.node.hint
     return x
+
+
+def _real_scalar(x) -> bool:
+    """A real (not fake) 0-d tensor: Dynamo's form of a Python float it does not specialize on (``dynamic=True``
+    turns a LayerNorm's ``eps`` into one; peft's LoRA scaling after ``set_adapters``)."""
+    return isinstance(x, torch.Tensor) and not isinstance(x, FakeTensor) and x.dim() == 0 and not x.is_meta
 
 
 _SDPA = {torch.nn.functional.scaled_dot_product_attention, torch._C._nn.scaled_dot_product_attention}
@@ -263,6 +273,8 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     fakes = [_fake(mode, x) for x in example_inputs]
     recorder = _Recorder()
     placeholders = {n: i for i, n in enumerate(gm.graph.find_nodes(op="placeholder"))}
+    # read here: under the fake mode ``.item()`` of a real tensor gives an unbacked symbol too
+    scalars = {i: x.item() for i, x in enumerate(example_inputs) if _real_scalar(x)}
     weights = set(weight_inputs)
     collective_ms = [0.0] * len(nodes)
 
@@ -272,6 +284,10 @@ def estimate_costs(gm: fx.GraphModule, example_inputs: Sequence[object], profile
     class Interp(fx.Interpreter):
         def run_node(self, n):
             recorder.node = index[n]
+            if n.op == "call_method" and n.target == "item" and placeholders.get(n.args[0]) in scalars:
+                # the value itself, not an unbacked symbol: an op that branches on it (layer_norm's eps) would
+                # otherwise fail the cost pass, and with it the compile
+                return scalars[placeholders[n.args[0]]]
             name = str(n.target) if n.op == "call_function" else ""
             role = collective_role(n)
             if role in ("launch", "wait"):
