@@ -148,6 +148,41 @@ def test_flux_compile_repeated_blocks(chunkflow):
     chunkflow.check_no_failures()
 
 
+def test_flux_compile_repeated_blocks_from_four_threads(chunkflow):
+    """Requests in flight in one process (the serving runtime's case): four threads call one regionally compiled
+    model, so their block calls interleave on the shared graphs and the call order each graph learnt (what its
+    wrap-around copies are aimed at) is wrong most of the time. 4 x 10 calls, each equal to its eager output."""
+    import threading
+
+    model, _ = tiny_flux(num_layers=2, num_single_layers=3)
+    preset = get_preset("flux")
+    inputs = [preset.inputs(model.config, Workload(height=64, width=64, text_tokens=8), "cpu", torch.float32)
+              for _ in range(4)]   # each thread its own latents and prompt (random)
+    with torch.no_grad():
+        refs = [_first(model(**x)) for x in inputs]
+    cfcompile.offload(model, "cpu")
+    model.compile_repeated_blocks(backend="chunkflow", options={**OPTS, "resident_fraction": 0.5})
+    same(model, model, inputs[0], chunkflow)
+    wrong, errors = [], []
+
+    def worker(i):
+        try:
+            with torch.no_grad():
+                for _ in range(10):
+                    if not torch.allclose(_first(model(**inputs[i])), refs[i], **TOL):
+                        wrong.append(i)
+        except Exception as e:   # noqa: BLE001  (reported below, with the others)
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and wrong == [], (errors[:2], len(wrong))
+    chunkflow.check_no_failures()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # 2. MoE with a graph break at every expert
 # ---------------------------------------------------------------------------------------------------------------
