@@ -8,7 +8,9 @@ CELL: mixed64 (both models, gfdit mix, 64 x H100 80 GB, 60-minute trace, as serv
 qwen8 (gfdit:qwen-image, 8 x H100, 10-minute trace, as bench_serving's 8-GPU runs). For each seed the workload is
 generated once (workload seed = seed) and every sigma uses duration seed = seed, so at one (seed, sigma) every
 policy sees the same requests and the same per-task factors. One JSON line per (cell, load, seed, sigma):
-requests, and per policy [met, goodput rps, p95 s, model loads, cpu s].
+requests, and per policy [met, goodput rps, p95 s, model loads, cpu s]. Policy ``memory-aware-wait-none`` (a
+diagnostic) is ``MemoryAware(wait=None)``: memory-aware without serving22's wait rule, the only part of it that
+reads ``View.free_at``.
 """
 import json
 import sys
@@ -16,6 +18,7 @@ import time
 
 from cfcompile.elastic.serving import SimConfig, generate_workload, simulate
 from cfcompile.elastic.serving.planned import shipped_costs
+from cfcompile.elastic.serving.policies import MemoryAware
 
 CELLS = {"mixed64": ("gfdit", 64, 60.0), "qwen8": ("gfdit:qwen-image", 8, 10.0)}
 cell, load = sys.argv[1], float(sys.argv[2])
@@ -31,7 +34,8 @@ for seed in seeds:
         row = {"cell": cell, "load": load, "seed": seed, "sigma": sigma, "requests": len(reqs)}
         for p in pols:
             t0 = time.process_time()
-            s = simulate(reqs, gpus, p, costs, SimConfig(mem_gb=mem, duration_error=sigma, duration_seed=seed)).summary
+            pol = MemoryAware(wait=None) if p == "memory-aware-wait-none" else p
+            s = simulate(reqs, gpus, pol, costs, SimConfig(mem_gb=mem, duration_error=sigma, duration_seed=seed)).summary
             p95 = s["latency_ms"]["p95"]
             row[p] = [round(s["slo_attainment"] * s["requests"]), s["goodput_rps"],
                       None if p95 is None else round(p95 / 1e3, 1), s["model_loads"], round(time.process_time() - t0, 1)]

@@ -18,7 +18,9 @@ print("| cell | load | sigma | seeds | requests | edf met | edf-triage met | mem
       "| seeds ma < edf (worst) | ma - edf-triage (pts) | seeds ma < edf-triage (worst) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (cell, load, sigma), rs in sorted(groups.items()):
-    rs = sorted(rs, key=lambda r: r["seed"])
+    rs = sorted((r for r in rs if all(p in r for p in ("edf", "edf-triage", "memory-aware"))), key=lambda r: r["seed"])
+    if not rs:
+        continue
     n = sum(r["requests"] for r in rs)
     tot = {p: sum(r[p][0] for r in rs) for p in ("edf", "edf-triage", "memory-aware")}
 
@@ -31,5 +33,16 @@ for (cell, load, sigma), rs in sorted(groups.items()):
     e, t = vs("edf"), vs("edf-triage")
     print(f"| {cell} | {load} | {sigma} | {','.join(str(r['seed']) for r in rs)} | {n:,} | {tot['edf']:,} | "
           f"{tot['edf-triage']:,} | {tot['memory-aware']:,} | {e[0]} | {e[1]} | {t[0]} | {t[1]} |")
+diag = sorted({k for r in rows for k in r if k.startswith("memory-aware-")})
+if diag:
+    print("\n| cell | load | sigma | seeds | " + " | ".join(f"{d} met | {d} - memory-aware | {d} - edf-triage"
+                                                         for d in diag) + " |")
+    print("|---|---|---|---|" + "---|---|---|" * len(diag))
+    for (cell, load, sigma), rs in sorted(groups.items()):
+        rs = sorted((r for r in rs if all(d in r for d in diag)), key=lambda r: r["seed"])
+        if rs:
+            print(f"| {cell} | {load} | {sigma} | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(
+                f"{sum(r[d][0] for r in rs):,} | {sum(r[d][0] - r['memory-aware'][0] for r in rs):+d} | "
+                f"{sum(r[d][0] - r['edf-triage'][0] for r in rs):+d}" for d in diag) + " |")
 cpu = [v[4] for r in rows for k, v in r.items() if isinstance(v, list)]
 print(f"\n{len(rows)} lines, {len(cpu)} simulations, CPU s per run {min(cpu)}-{max(cpu)}, total {sum(cpu):.0f}.")
