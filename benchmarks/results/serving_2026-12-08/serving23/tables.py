@@ -58,8 +58,13 @@ def strip(s):
 SRC = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE  # another folder of runs (a check of this script)
 
 
+def runs_here():
+    """The grid's results.json files (not largest_single/: the timing re-run of one cell, identical summary)."""
+    return sorted(p for p in SRC.glob("*/results.json") if p.parent.name != "largest_single")
+
+
 def main():
-    now = load(sorted(SRC.glob("*/results.json")))
+    now = load(runs_here())
     before = load(sorted(S18.glob("*/results.json")), S18_EARLIER)
     out = []
     for key, by_load in now.items():
@@ -135,7 +140,7 @@ def main():
                     same[p] += strip(old) == strip(s)
     out.append("\n**Summaries identical to serving18's** (every field but CPU / wall seconds), per policy: "
                + ", ".join(f"{p} {same[p]}/{n[p]}" for p in ORDER if n[p]) + ".")
-    runs = {f.parent.name: json.loads(f.read_text()) for f in sorted(SRC.glob("*/results.json"))}
+    runs = {f.parent.name: json.loads(f.read_text()) for f in runs_here()}
     out.append("\n**CPU seconds per folder** (sum / max per run; runs): " + "; ".join(
         f"{k} {sum(r['summary']['cpu_s'] for r in v):.0f} / {max(r['summary']['cpu_s'] for r in v):.1f} ({len(v)})"
         for k, v in runs.items()) + ".")
