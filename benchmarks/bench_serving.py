@@ -12,7 +12,9 @@ A 10-minute trace of GF-DiT's mix (S/M/L, piecewise Poisson) per load and mix (`
             GPU; nothing fits 24 GB; half the mixed pool does)
 Every workload is generated with the same profile's table (deadlines = arrival + alpha x predicted single-GPU time)
 and simulated with it. Writes results.json (every summary, plus the CPU seconds of each run) and results.md (the
-tables), and prints the target checks. A simulation runs on one core: its time is ``time.process_time()``.
+tables), and prints the target checks. A simulation runs on one core: its time is ``time.process_time()``
+(``cpu_s``; ``wall_s`` beside it). ``--duration-error SIGMA`` (``SimConfig.duration_error``): every task runs its
+predicted time x a lognormal factor drawn per (request, task) from ``--duration-seed``; policies see predictions.
 """
 
 from __future__ import annotations
@@ -38,21 +40,26 @@ LOADS = (0.6, 0.8, 1.0, 1.2)
 MEMORY_POOLS = {"48 GB": "48", "24 GB": "24", "80+24 GB": "80x{half},24x{half}"}
 
 
-def run_one(reqs, gpus, policy, costs, mem) -> dict:
-    t0 = time.process_time()
-    s = simulate(reqs, gpus, policy, costs, SimConfig(mem_gb=mem)).summary
+def run_one(reqs, gpus, policy, costs, mem, duration_error: float = 0.0, duration_seed: int = 0) -> dict:
+    config = SimConfig(mem_gb=mem, duration_error=duration_error, duration_seed=duration_seed)
+    t0, w0 = time.process_time(), time.perf_counter()
+    s = simulate(reqs, gpus, policy, costs, config).summary
     s["cpu_s"] = round(time.process_time() - t0, 3)
+    s["wall_s"] = round(time.perf_counter() - w0, 3)
     return s
 
 
 def sweep(out: list, mix: str, profile: str, pool: str, gpus: int, mem: tuple, minutes: float, seed: int, loads,
-          policies):
+          policies, duration_error: float = 0.0, duration_seed: int = 0):
     costs = shipped_costs(profile)
     for load in loads:
         reqs = generate_workload(mix, gpus=gpus, minutes=minutes, load=load, seed=seed, costs=costs)
         for p in policies:
-            s = run_one(reqs, gpus, p, costs, mem)
-            out.append({"mix": mix, "profile": profile, "pool": pool, "gpus": gpus, "load": load, "summary": s})
+            s = run_one(reqs, gpus, p, costs, mem, duration_error, duration_seed)
+            row = {"mix": mix, "profile": profile, "pool": pool, "gpus": gpus, "load": load, "summary": s}
+            if duration_error:
+                row.update(duration_error=duration_error, duration_seed=duration_seed)
+            out.append(row)
             logger.info("%s %s %s %d GPUs load %.1f %-12s SLO %.3f goodput %.4f p95 %s ms (%.2f s)", mix, profile,
                         pool, gpus, load, p, s["slo_attainment"], s["goodput_rps"], s["latency_ms"]["p95"],
                         s["cpu_s"])
@@ -119,6 +126,10 @@ def main(argv=None) -> int:
                          "on GPUs of that memory, a hypothetical part)")
     ap.add_argument("--loads", default=",".join(map(str, LOADS)))
     ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--duration-error", type=float, default=0.0, metavar="SIGMA",
+                    help="prediction error (SimConfig.duration_error): each task runs its predicted time x "
+                         "exp(SIGMA x z), z drawn per (request, task); policies see the predictions (default 0)")
+    ap.add_argument("--duration-seed", type=int, default=0, help="seed of the --duration-error draws")
     ap.add_argument("--checks", metavar="RESULTS_JSON", nargs="+",
                     help="print the target checks of earlier runs' results.json files and exit (simulates nothing)")
     args = ap.parse_args(argv)
@@ -139,11 +150,12 @@ def main(argv=None) -> int:
                 if pool == "fits":
                     for profile in args.profiles.split(","):
                         sweep(results, mix, profile, pool, gpus, (GPU_MEMORY_GB[profile],) * gpus, args.minutes,
-                              args.seed, loads, policies)
+                              args.seed, loads, policies, args.duration_error, args.duration_seed)
                 else:
                     mem = parse_gpu_memory(MEMORY_POOLS[pool].format(half=gpus // 2), gpus)
                     for profile in args.pool_profiles.split(","):
-                        sweep(results, mix, profile, pool, gpus, mem, args.minutes, args.seed, loads, policies)
+                        sweep(results, mix, profile, pool, gpus, mem, args.minutes, args.seed, loads, policies,
+                              args.duration_error, args.duration_seed)
     (out / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     md = []
     for key in dict.fromkeys((r["mix"], r["profile"], r["pool"], r["gpus"]) for r in results):

@@ -49,6 +49,10 @@ def add_simulate_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParse
     p.add_argument("--gpu-memory", "--mem-gb", dest="gpu_memory",
                    help="GB per GPU: one number, or SIZExCOUNT parts such as 80x4,24x4 (default: the profile's GPU, "
                         "80 for H100 and 141 for H200; 96 without a profile)")
+    p.add_argument("--duration-error", type=float, default=0.0, metavar="SIGMA",
+                   help="prediction error: each task runs its predicted time x exp(SIGMA x z), z standard normal drawn "
+                        "per (request, task) from --duration-seed; policies still see the predictions (default 0)")
+    p.add_argument("--duration-seed", type=int, default=0, help="seed of the --duration-error draws (default 0)")
     p.add_argument("--no-plot", action="store_true", help="skip OUT/comparison.png")
     p.add_argument("--out", "-o", required=True,
                    help="directory: <policy>/summary.json, <policy>/trace.json, comparison.*")
@@ -83,7 +87,8 @@ def run_simulate(args: argparse.Namespace, prog: str = "cfcompile simulate") -> 
         spec = args.gpu_memory or gpu_memory(args.profile) or 96.0
         mem = parse_gpu_memory(spec, args.gpus if args.gpus else (8 if "x" not in str(spec) else None))
         gpus = len(mem)
-        config = SimConfig(chunk_steps=args.chunk_steps, mem_gb=mem)
+        config = SimConfig(chunk_steps=args.chunk_steps, mem_gb=mem, duration_error=args.duration_error,
+                           duration_seed=args.duration_seed)
         results = []
         for name in args.policy:
             results.append(simulate(requests, gpus, name, costs, config))

@@ -92,6 +92,8 @@ def chrome_trace(result: "Result") -> dict:
             args["src"] = list(t.src)
         if rec.streamed:
             args["streamed"] = True
+        if rec.factor != 1.0:  # SimConfig.duration_error: actual / predicted compute time
+            args["duration_factor"] = _r(rec.factor, 6)
         start = rec.start_s
         for g in t.group:
             if g in rec.loads:

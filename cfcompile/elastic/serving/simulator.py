@@ -13,13 +13,20 @@ once::
 
 Times are seconds (costs in the table are ms). Same requests, policy and config give the same result, byte for
 byte, on any machine: no wall clock, no unordered iteration, ties broken by sequence numbers.
+
+``SimConfig.duration_error`` (default 0: every task runs exactly its predicted time) makes each task's table time
+differ from the prediction by a factor drawn per (request id, task index) from a seeded lognormal
+(:func:`duration_factor`): the simulated end moves, what policies see (the cost table, ``View.free_at``) stays
+the prediction.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import logging
 import math
+from statistics import NormalDist
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -58,6 +65,14 @@ class SimConfig:
     """False (default): placing a task whose request's state sits only on busy GPUs is an error (the policy waits
     for a holder to free). True: as GF-DiT's runtime, the task's GPUs are claimed at once and stay idle until the
     first holder frees; then the reshard (over the group and that holder) and the task run."""
+    duration_error: float = 0.0
+    """Prediction error: each task's time from the cost table (compute, streaming included; not the model load or a
+    reshard) is multiplied by ``exp(duration_error * z)``, z standard normal drawn from (``duration_seed``, request
+    id, task index) alone (:func:`duration_factor`; lognormal with median 1, so 0.1 is about +-10% typical error).
+    Policies still see predictions: the cost table and ``View.free_at`` are unchanged; only the simulated end of the
+    task moves. 0 (default): every task runs exactly its predicted time."""
+    duration_seed: int = 0
+    """Seed of the ``duration_error`` draws."""
 
     def __post_init__(self):
         if isinstance(self.chunk_steps, bool) or not isinstance(self.chunk_steps, int) or self.chunk_steps < 1:
@@ -68,6 +83,26 @@ class SimConfig:
                 raise ValueError(f"SimConfig: {name} must be positive, got {getattr(self, name)!r}")
         if not self.link_latency_ms >= 0:
             raise ValueError(f"SimConfig: link_latency_ms must be >= 0, got {self.link_latency_ms!r}")
+        e = self.duration_error
+        if isinstance(e, bool) or not isinstance(e, (int, float)) or not 0 <= e < math.inf:
+            raise ValueError(f"SimConfig: duration_error must be a finite number >= 0 (the lognormal sigma of the "
+                             f"actual / predicted task time; 0 = no error), got {e!r}")
+        if isinstance(self.duration_seed, bool) or not isinstance(self.duration_seed, int):
+            raise ValueError(f"SimConfig: duration_seed must be an int, got {self.duration_seed!r}")
+
+
+_NORMAL = NormalDist()
+
+
+def duration_factor(sigma: float, seed: int, request_id: str, index: int) -> float:
+    """Actual / predicted time of task ``index`` of ``request_id`` under ``SimConfig.duration_error = sigma``:
+    ``exp(sigma * z)``, z the standard normal quantile of a uniform hashed (BLAKE2b) from (seed, request id, index),
+    so a task's factor depends on nothing else (not the policy, not the order of events). 1.0 when sigma is 0."""
+    if not sigma:
+        return 1.0
+    h = hashlib.blake2b(f"{seed}\x00{request_id}\x00{index}".encode(), digest_size=8).digest()
+    u = ((int.from_bytes(h, "big") >> 11) + 0.5) / (1 << 53)  # in (0, 1)
+    return math.exp(sigma * _NORMAL.inv_cdf(u))
 
 
 @dataclass(frozen=True)
@@ -83,6 +118,8 @@ class Record:
     loads: tuple[int, ...] = ()
     """GPUs that loaded the model."""
     streamed: bool = False
+    factor: float = 1.0
+    """Actual / predicted time of the task's compute (``SimConfig.duration_error``); the load is as predicted."""
 
 
 @dataclass
@@ -182,10 +219,11 @@ class _View:
 
     def free_at(self, gpu):
         """When ``gpu`` is predicted to be free: now if idle, else the start of what runs there plus its predicted
-        time (reshard, model load, compute: the cost table's, which is also what the simulator charges), math.inf
-        for GPUs claimed by a task waiting for its state's holder (``sender_wait``)."""
+        time (reshard, model load, compute: the cost table's, which is also what the simulator charges unless
+        ``SimConfig.duration_error``; a task running past its prediction is predicted to end now), math.inf for GPUs
+        claimed by a task waiting for its state's holder (``sender_wait``)."""
         sim = self._sim
-        return sim.now if sim.busy[gpu] is None else sim.until[gpu]
+        return sim.now if sim.busy[gpu] is None else max(sim.now, sim.until[gpu])
 
     def resident(self, gpu):
         return self._sim.memory.resident(gpu)
@@ -384,13 +422,20 @@ class _Sim:
             self._push(rec.end_s, _RESHARD_END, rec)
             t0 = rec.end_s
         prep = self.memory.apply(r.request.model, group)
-        ms = prep.load_ms + self.costs.model(r.request.model).task_ms(r.request, task, len(group), prep.streamed,
-                                                                       self.memory.group_gb(group))
-        rec = Record(task, t0, t0 + ms / 1e3, prep.load_ms, prep.loads, prep.streamed)
+        compute = self.costs.model(r.request.model).task_ms(r.request, task, len(group), prep.streamed,
+                                                            self.memory.group_gb(group))
+        ms = prep.load_ms + compute
+        cfg = self.config
+        f = duration_factor(cfg.duration_error, cfg.duration_seed, task.request, task.index)
+        if f == 1.0:
+            rec = Record(task, t0, t0 + ms / 1e3, prep.load_ms, prep.loads, prep.streamed)
+        else:
+            rec = Record(task, t0, t0 + (prep.load_ms + compute * f) / 1e3, prep.load_ms, prep.loads, prep.streamed, f)
         self.records.append(rec)
+        predicted_end = t0 + ms / 1e3
         for g in group:
             self.busy[g] = task.id
-            self.until[g] = rec.end_s
+            self.until[g] = predicted_end
         self._free = None
         r.started = task.index + 1
         self._push(rec.end_s, _END, rec)
@@ -436,4 +481,4 @@ def simulate(requests: Sequence[Request], gpus: int, policy, costs: CostTable | 
     return result
 
 
-__all__ = ["simulate", "Result", "Record", "SimConfig", "PolicyError", "resolve_deadlines"]
+__all__ = ["simulate", "Result", "Record", "SimConfig", "PolicyError", "resolve_deadlines", "duration_factor"]
