@@ -104,7 +104,11 @@ class View(Protocol):
 
 @runtime_checkable
 class Policy(Protocol):
-    """Events in, assignments out."""
+    """Events in, assignments out.
+
+    Optional attribute ``wake_on_overrun`` (default False): when True, the simulator also asks the policy
+    (``on_tasks_runnable(())``) at the predicted end of every task that runs past it (``SimConfig.duration_error``),
+    an instant at which nothing else may happen."""
 
     name: str
 
@@ -582,6 +586,13 @@ class MemoryAware(EDFBestFit):
     no wider group comes in time it starts now on what is free and widens at a later chunk boundary. Measured
     (RESULTS.md serving22): both models on 64 x H100 at load 1.2, 5 -> 0 of 16 seeds below edf (+55 -> +688 over
     edf); 64 x 24 GB both models at the serving20 bound at 1.0 and 8 below it at 1.2; no cell below edf.
+    Under prediction error (``SimConfig.duration_error``, serving24/25) two knobs make the wait robust:
+    ``wait_margin`` m (default 0.0): the wait and the request's run are priced (1 + m) times their predictions: it
+    waits only if ``free + m (free - now) <= deadline - load - (1 + m) remaining``. ``overrun``: what a GPU running
+    past its predicted end (``view.free_at`` = now) counts as: ``"now"`` (default, as serving22) free now;
+    ``"skip"`` not counted (when it frees is unknown); ``"wake"`` as ``"skip"``, and the simulator also emits an
+    event at the predicted end of every task that runs past it (``wake_on_overrun``), so the policy is asked again
+    then and gives up a wait on that GPU at once, instead of idling the free GPUs it holds until some other event.
     ``None``: never wait (start now on the fastest free group; the default before serving22). serving21's blind
     variants, kept to reproduce its numbers: ``"all"``: wait rather than start on any free group; ``"chunk"``: wait
     only rather than start on a group where even this task there and the rest at the best degree the pool could
@@ -590,12 +601,22 @@ class MemoryAware(EDFBestFit):
 
     name = "memory-aware"
 
-    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = "expected"):
+    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = "expected",
+                 wait_margin: float = 0.0, overrun: str = "now"):
         super().__init__(triage=triage)
         self.spare_big = bool(spare_big)
         if wait not in (None, "all", "chunk", "expected"):
             raise ValueError(f"memory-aware: wait must be None, 'all', 'chunk' or 'expected', not {wait!r}")
         self.wait = wait
+        if (isinstance(wait_margin, bool) or not isinstance(wait_margin, (int, float))
+                or not 0 <= wait_margin < math.inf):
+            raise ValueError(f"memory-aware: wait_margin must be a finite number >= 0, not {wait_margin!r}")
+        self.wait_margin = float(wait_margin)
+        if overrun not in ("now", "skip", "wake"):
+            raise ValueError(f"memory-aware: overrun must be 'now', 'skip' or 'wake', not {overrun!r}")
+        self.overrun = overrun
+        # the simulator emits an event at the predicted end of a task that runs past it (see View / simulator)
+        self.wake_on_overrun = overrun == "wake"
         if not self.triage:
             self.name = "memory-aware-notriage"
         self._best: dict[str, list[tuple[int, float | None]]] = {}  # model -> per degree: (d, None or streamed GB)
@@ -678,7 +699,7 @@ class MemoryAware(EDFBestFit):
                 elif pick is None and self.wait and t.parallel and not self._late_now(t, view):
                     if self.wait == "expected":
                         if expected is None:
-                            expected = _Expected(view)
+                            expected = _Expected(view, self.overrun != "now")
                         group = self._wider_expected(t, req, len(order), free, expected, view)
                         if group is not None:
                             expected.reserve(group, free)
@@ -766,7 +787,8 @@ class MemoryAware(EDFBestFit):
             if d <= n_free or d > len(avail):
                 continue
             rest = _remaining_s(view, req, d, mem)
-            if avail[d - 1][0] <= req.deadline_s - load - rest:
+            m = self.wait_margin  # the wait and the run priced (1 + m) times their predictions
+            if avail[d - 1][0] + m * (avail[d - 1][0] - view.now) <= req.deadline_s - load - rest * (1 + m):
                 return tuple(g for _, g in avail[:d])
         return None
 
@@ -826,9 +848,11 @@ class _Expected:
     (idle ones now, busy ones at ``view.free_at``, ones placed at this instant after their task's predicted time),
     less the GPUs waiting requests (earlier in the order) count on."""
 
-    def __init__(self, view: View):
-        free = set(view.free)
+    def __init__(self, view: View, skip_overrun: bool = False):
+        free, now = set(view.free), view.now
         self.busy = {g: view.free_at(g) for g in range(view.gpus) if g not in free}
+        if skip_overrun:  # a busy GPU past its predicted end (free_at = now): when it frees is unknown, not counted
+            self.busy = {g: t for g, t in self.busy.items() if t > now}
         self.held: set[int] = set()  # free GPUs a waiting request counts on (kept idle at this instant)
         self.reserved: set[int] = set()
 
