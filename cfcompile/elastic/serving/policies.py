@@ -586,13 +586,16 @@ class MemoryAware(EDFBestFit):
     no wider group comes in time it starts now on what is free and widens at a later chunk boundary. Measured
     (RESULTS.md serving22): both models on 64 x H100 at load 1.2, 5 -> 0 of 16 seeds below edf (+55 -> +688 over
     edf); 64 x 24 GB both models at the serving20 bound at 1.0 and 8 below it at 1.2; no cell below edf.
-    Under prediction error (``SimConfig.duration_error``, serving24/25) two knobs make the wait robust:
-    ``wait_margin`` m (default 0.0): the wait and the request's run are priced (1 + m) times their predictions: it
+    Under prediction error (``SimConfig.duration_error``, serving24/25) two knobs make the wait robust (defaults
+    since serving25; ``wait_margin=0.0, overrun="now"`` is serving22's rule):
+    ``wait_margin`` m (default 1.0): the wait and the request's run are priced (1 + m) times their predictions: it
     waits only if ``free + m (free - now) <= deadline - load - (1 + m) remaining``. ``overrun``: what a GPU running
-    past its predicted end (``view.free_at`` = now) counts as: ``"now"`` (default, as serving22) free now;
-    ``"skip"`` not counted (when it frees is unknown); ``"wake"`` as ``"skip"``, and the simulator also emits an
-    event at the predicted end of every task that runs past it (``wake_on_overrun``), so the policy is asked again
-    then and gives up a wait on that GPU at once, instead of idling the free GPUs it holds until some other event.
+    past its predicted end (``view.free_at`` = now) counts as: ``"now"`` (serving22) free now; ``"skip"`` not
+    counted (when it frees is unknown); ``"wake"`` (default) as ``"skip"``, and the simulator also emits an event at
+    the predicted end of every task that runs past it (``wake_on_overrun``), so the policy is asked again then and
+    gives up a wait on that GPU at once, instead of idling the free GPUs it holds until some other event. Measured
+    (RESULTS.md serving25, 16 seeds): Qwen-Image on 8 x H100 at loads 1.0 / 1.2, memory-aware - edf-triage was +170
+    / +262 met at sigma 0 and -227 / -443 at sigma 0.2; now +259 / +491 and +157 / +215.
     ``None``: never wait (start now on the fastest free group; the default before serving22). serving21's blind
     variants, kept to reproduce its numbers: ``"all"``: wait rather than start on any free group; ``"chunk"``: wait
     only rather than start on a group where even this task there and the rest at the best degree the pool could
@@ -602,7 +605,7 @@ class MemoryAware(EDFBestFit):
     name = "memory-aware"
 
     def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = "expected",
-                 wait_margin: float = 0.0, overrun: str = "now"):
+                 wait_margin: float = 1.0, overrun: str = "wake"):
         super().__init__(triage=triage)
         self.spare_big = bool(spare_big)
         if wait not in (None, "all", "chunk", "expected"):

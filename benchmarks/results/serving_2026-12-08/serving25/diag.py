@@ -33,7 +33,7 @@ class Logged(P.MemoryAware):
             load_ = self._load_unless_held(req, self._held[task.id], view)
             latest = req.deadline_s - load_ - P._remaining_s(view, req, len(g), best[len(g)])
             waits.append((view.now, task.id, req.id, len(g), g, max(avail[gg] for gg in g), latest, over,
-                          len(free.intersection(g))))
+                          len(free.intersection(g)), n_free))
         return g
 
 
@@ -75,14 +75,16 @@ for w in waits:
 n_ep = len(episodes)
 wrong = late_group = over_ep = 0
 met_ep = 0
+wider = 0  # episodes whose task started on more GPUs than were free at its first wait
 start_deg = defaultdict(int)
 for tid, e in episodes.items():
-    now, _, rid, d, g, pred, latest, over, held = e["first"]
+    now, _, rid, d, g, pred, latest, over, held, _nf = e["first"]
     actual = max(free_after(gg, now) for gg in g)
     wrong += actual > latest + 1e-9
     over_ep += e["over"] > 0
     rec = start.get(tid)
     start_deg[(len(rec.task.group) if rec else None, len(rec.task.group) >= d if rec else None)] += 1
+    wider += bool(rec) and len(rec.task.group) > e["first"][9]
     met_ep += met.get(rid, False)
 tot_met = sum(met.values())
 # free GPUs left idle by a call while waits were pending, until the next call (an upper bound on the held idle time:
@@ -94,7 +96,7 @@ past = [max(free_after(gg, w[0]) for gg in w[7]) - w[0] for w in waits if w[7]]
 print(json.dumps({"cell": cell, "load": load, "seed": seed, "sigma": sigma, "kw": kw, "met": tot_met,
                   "requests": len(reqs), "wait_decisions": len(waits), "wait_episodes": n_ep,
                   "episodes_group_actually_late": wrong, "episodes_with_overrun_gpu_counted": over_ep,
-                  "episodes_request_met": met_ep,
+                  "episodes_request_met": met_ep, "episodes_started_wider_than_free_at_first_wait": wider,
                   "decisions_with_overrun_gpu": len(past),
                   "overrun_gpu_actual_free_after_decision_s_mean": round(sum(past) / len(past), 2) if past else None,
                   "idle_gpu_s_at_wait_instants": round(idle_gpu_s, 1),

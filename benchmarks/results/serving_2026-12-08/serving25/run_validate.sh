@@ -14,3 +14,6 @@ for L in 1.0 1.2; do $PY $R/variants.py qwen8_48 $L 0,1,2,3 0,0.1,0.2 "edf;edf-t
 echo qwen8_48 done $(date -u)
 $PY $R/variants.py qwen64_48 1.2 0,1 0,0.2 "edf;edf-triage;$OLD;$NEW" > $R/qwen64_48.jsonl
 echo qwen64_48 done $(date -u)
+# after run_validate.sh: sigma 0.1 on the 64 x 48 GB Qwen-Image cell
+$PY $R/variants.py qwen64_48 1.2 0,1 0.1 "edf;edf-triage;$OLD;$NEW" >> $R/qwen64_48.jsonl
+echo qwen64_48 sigma 0.1 done $(date -u)
