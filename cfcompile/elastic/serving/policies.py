@@ -25,7 +25,9 @@ Built in (``make_policy(name)``)::
                   last (triage; ``memory-aware-notriage`` without it); ``wait`` (default ``"expected"``,
                   serving22): a request no free group brings in by its deadline waits for a wider group only
                   while one is predicted free (``view.free_at``) before its latest start there, else it starts
-                  now on what is free (``wait=None``: always start now, as before serving22)
+                  now on what is free (``wait=None``: always start now, as before serving22); serving25: only
+                  with a margin (``wait_margin`` 1.0: wait and run priced at 2x) and never on a GPU past its
+                  predicted end, where the simulator asks it again (``overrun="wake"``)
     preempt       priorities with aging on top of EDF best-fit; at each chunk boundary a lower request yields
                   GPUs (demoted to what is left, or paused); a task waiting ``starve_s`` goes first, oldest
                   request first, so the oldest request's task starts within starve_s + the longest task
