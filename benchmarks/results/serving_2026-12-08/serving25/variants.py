@@ -4,8 +4,8 @@ pred_error.py with MemoryAware keyword variants).
     PYTHONPATH=. python benchmarks/results/serving_2026-12-08/serving25/variants.py CELL LOAD SEEDS SIGMAS POLICIES >> OUT.jsonl
 
 CELL as serving24 (mixed64, qwen8, mixed64_80+24, qwen8_80+24) plus qwen8_48 (Qwen-Image, 8 x 48 GB, 10 min) and
-qwen64_48 (Qwen-Image, 64 x 48 GB, 10 min). POLICIES: comma-separated; a policy name (edf, edf-triage,
-memory-aware = the code's default) or NAME=JSON, MemoryAware(**JSON) reported as NAME, e.g.
+qwen64_48 (Qwen-Image, 64 x 48 GB, 10 min) and mixed64_24 (both models, 64 x 24 GB, 60 min).
+POLICIES: separated by ';'; a policy name (edf, edf-triage, memory-aware = the code's default) or NAME=JSON, MemoryAware(**JSON) reported as NAME, e.g.
 'ma-old={"overrun": "now", "wait_margin": 0}'. One JSON line per (cell, load, seed, sigma): requests, and per
 policy [met, goodput rps, p95 s, model loads, cpu s]. Workload seed = duration seed = seed.
 """
@@ -19,7 +19,8 @@ from cfcompile.elastic.serving.policies import MemoryAware
 
 CELLS = {"mixed64": ("gfdit", 64, 60.0, None), "qwen8": ("gfdit:qwen-image", 8, 10.0, None),
          "mixed64_80+24": ("gfdit", 64, 60.0, "80+24"), "qwen8_80+24": ("gfdit:qwen-image", 8, 10.0, "80+24"),
-         "qwen8_48": ("gfdit:qwen-image", 8, 10.0, 48.0), "qwen64_48": ("gfdit:qwen-image", 64, 10.0, 48.0)}
+         "qwen8_48": ("gfdit:qwen-image", 8, 10.0, 48.0), "qwen64_48": ("gfdit:qwen-image", 64, 10.0, 48.0),
+         "mixed64_24": ("gfdit", 64, 60.0, 24.0)}
 cell, load = sys.argv[1], float(sys.argv[2])
 seeds = [int(s) for s in sys.argv[3].split(",")]
 sigmas = [float(s) for s in sys.argv[4].split(",")]
