@@ -25,7 +25,9 @@ Built in (``make_policy(name)``)::
                   last (triage; ``memory-aware-notriage`` without it); ``wait`` (default ``"expected"``,
                   serving22): a request no free group brings in by its deadline waits for a wider group only
                   while one is predicted free (``view.free_at``) before its latest start there, else it starts
-                  now on what is free (``wait=None``: always start now, as before serving22)
+                  now on what is free (``wait=None``: always start now, as before serving22); serving25: only
+                  with a margin (``wait_margin`` 1.0: wait and run priced at 2x) and never on a GPU past its
+                  predicted end, where the simulator asks it again (``overrun="wake"``)
     preempt       priorities with aging on top of EDF best-fit; at each chunk boundary a lower request yields
                   GPUs (demoted to what is left, or paused); a task waiting ``starve_s`` goes first, oldest
                   request first, so the oldest request's task starts within starve_s + the longest task
@@ -104,7 +106,11 @@ class View(Protocol):
 
 @runtime_checkable
 class Policy(Protocol):
-    """Events in, assignments out."""
+    """Events in, assignments out.
+
+    Optional attribute ``wake_on_overrun`` (default False): when True, the simulator also asks the policy
+    (``on_tasks_runnable(())``) at the predicted end of every task that runs past it (``SimConfig.duration_error``),
+    an instant at which nothing else may happen."""
 
     name: str
 
@@ -582,6 +588,16 @@ class MemoryAware(EDFBestFit):
     no wider group comes in time it starts now on what is free and widens at a later chunk boundary. Measured
     (RESULTS.md serving22): both models on 64 x H100 at load 1.2, 5 -> 0 of 16 seeds below edf (+55 -> +688 over
     edf); 64 x 24 GB both models at the serving20 bound at 1.0 and 8 below it at 1.2; no cell below edf.
+    Under prediction error (``SimConfig.duration_error``, serving24/25) two knobs make the wait robust (defaults
+    since serving25; ``wait_margin=0.0, overrun="now"`` is serving22's rule):
+    ``wait_margin`` m (default 1.0): the wait and the request's run are priced (1 + m) times their predictions: it
+    waits only if ``free + m (free - now) <= deadline - load - (1 + m) remaining``. ``overrun``: what a GPU running
+    past its predicted end (``view.free_at`` = now) counts as: ``"now"`` (serving22) free now; ``"skip"`` not
+    counted (when it frees is unknown); ``"wake"`` (default) as ``"skip"``, and the simulator also emits an event at
+    the predicted end of every task that runs past it (``wake_on_overrun``), so the policy is asked again then and
+    gives up a wait on that GPU at once, instead of idling the free GPUs it holds until some other event. Measured
+    (RESULTS.md serving25, 16 seeds): Qwen-Image on 8 x H100 at loads 1.0 / 1.2, memory-aware - edf-triage was +170
+    / +262 met at sigma 0 and -227 / -443 at sigma 0.2; now +259 / +491 and +157 / +215.
     ``None``: never wait (start now on the fastest free group; the default before serving22). serving21's blind
     variants, kept to reproduce its numbers: ``"all"``: wait rather than start on any free group; ``"chunk"``: wait
     only rather than start on a group where even this task there and the rest at the best degree the pool could
@@ -590,12 +606,22 @@ class MemoryAware(EDFBestFit):
 
     name = "memory-aware"
 
-    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = "expected"):
+    def __init__(self, triage: bool = True, spare_big: bool = False, wait: str | None = "expected",
+                 wait_margin: float = 1.0, overrun: str = "wake"):
         super().__init__(triage=triage)
         self.spare_big = bool(spare_big)
         if wait not in (None, "all", "chunk", "expected"):
             raise ValueError(f"memory-aware: wait must be None, 'all', 'chunk' or 'expected', not {wait!r}")
         self.wait = wait
+        if (isinstance(wait_margin, bool) or not isinstance(wait_margin, (int, float))
+                or not 0 <= wait_margin < math.inf):
+            raise ValueError(f"memory-aware: wait_margin must be a finite number >= 0, not {wait_margin!r}")
+        self.wait_margin = float(wait_margin)
+        if overrun not in ("now", "skip", "wake"):
+            raise ValueError(f"memory-aware: overrun must be 'now', 'skip' or 'wake', not {overrun!r}")
+        self.overrun = overrun
+        # the simulator emits an event at the predicted end of a task that runs past it (see View / simulator)
+        self.wake_on_overrun = overrun == "wake"
         if not self.triage:
             self.name = "memory-aware-notriage"
         self._best: dict[str, list[tuple[int, float | None]]] = {}  # model -> per degree: (d, None or streamed GB)
@@ -678,7 +704,7 @@ class MemoryAware(EDFBestFit):
                 elif pick is None and self.wait and t.parallel and not self._late_now(t, view):
                     if self.wait == "expected":
                         if expected is None:
-                            expected = _Expected(view)
+                            expected = _Expected(view, self.overrun != "now")
                         group = self._wider_expected(t, req, len(order), free, expected, view)
                         if group is not None:
                             expected.reserve(group, free)
@@ -766,7 +792,8 @@ class MemoryAware(EDFBestFit):
             if d <= n_free or d > len(avail):
                 continue
             rest = _remaining_s(view, req, d, mem)
-            if avail[d - 1][0] <= req.deadline_s - load - rest:
+            m = self.wait_margin  # the wait and the run priced (1 + m) times their predictions
+            if avail[d - 1][0] + m * (avail[d - 1][0] - view.now) <= req.deadline_s - load - rest * (1 + m):
                 return tuple(g for _, g in avail[:d])
         return None
 
@@ -826,9 +853,11 @@ class _Expected:
     (idle ones now, busy ones at ``view.free_at``, ones placed at this instant after their task's predicted time),
     less the GPUs waiting requests (earlier in the order) count on."""
 
-    def __init__(self, view: View):
-        free = set(view.free)
+    def __init__(self, view: View, skip_overrun: bool = False):
+        free, now = set(view.free), view.now
         self.busy = {g: view.free_at(g) for g in range(view.gpus) if g not in free}
+        if skip_overrun:  # a busy GPU past its predicted end (free_at = now): when it frees is unknown, not counted
+            self.busy = {g: t for g, t in self.busy.items() if t > now}
         self.held: set[int] = set()  # free GPUs a waiting request counts on (kept idle at this instant)
         self.reserved: set[int] = set()
 

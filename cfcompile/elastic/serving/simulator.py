@@ -17,7 +17,10 @@ byte, on any machine: no wall clock, no unordered iteration, ties broken by sequ
 ``SimConfig.duration_error`` (default 0: every task runs exactly its predicted time) makes each task's table time
 differ from the prediction by a factor drawn per (request id, task index) from a seeded lognormal
 (:func:`duration_factor`): the simulated end moves, what policies see (the cost table, ``View.free_at``) stays
-the prediction.
+the prediction. A policy with ``wake_on_overrun = True`` (``MemoryAware(overrun="wake")``) also gets an instant at
+the predicted end of every task that runs past it (an event with nothing in it, handled after arrivals; the policy
+is asked with ``on_tasks_runnable(())``): deterministic, and never emitted at ``duration_error`` 0 or for another
+policy, so their results are unchanged.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from .requests import Request, Task, build_tasks, reshard_task
 
 logger = logging.getLogger(__name__)
 
-_END, _RESHARD_END, _ARRIVAL = 0, 1, 2  # order of handling within one instant
+_END, _RESHARD_END, _ARRIVAL, _WAKE = 0, 1, 2, 3  # order of handling within one instant
 
 
 class PolicyError(ValueError):
@@ -268,6 +271,7 @@ class _Sim:
         self.finish_s: dict[str, float] = {}
         self.deferred: list[tuple[Task, Task]] = []  # (assignment, runnable entry) waiting for a holder to free
         self.view = _View(self)
+        self.wake = bool(getattr(policy, "wake_on_overrun", False))  # Policy.wake_on_overrun: _WAKE events
 
     def free(self) -> tuple[int, ...]:
         if self._free is None:
@@ -292,6 +296,8 @@ class _Sim:
             for _, _, kind, payload in batch:
                 if kind == _ARRIVAL:
                     newly.extend(self._arrive(payload))
+                elif kind == _WAKE:
+                    pass  # a task runs past its predicted end: the policy is asked again below
                 else:
                     newly.extend(self._end(kind, payload))
             self.view.events_pending = False
@@ -439,6 +445,8 @@ class _Sim:
         self._free = None
         r.started = task.index + 1
         self._push(rec.end_s, _END, rec)
+        if rec.end_s > predicted_end and self.wake:
+            self._push(predicted_end, _WAKE, None)
         logger.debug("%.3f start %s on %s for %.1f ms%s", self.now, task.id, group, ms,
                      " after a reshard" if new else "")
 
