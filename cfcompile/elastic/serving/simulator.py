@@ -29,9 +29,9 @@ import hashlib
 import heapq
 import logging
 import math
-from statistics import NormalDist
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from statistics import NormalDist
 from typing import Mapping, Sequence
 
 from .costs import CostTable, synthetic_costs
@@ -433,10 +433,8 @@ class _Sim:
         ms = prep.load_ms + compute
         cfg = self.config
         f = duration_factor(cfg.duration_error, cfg.duration_seed, task.request, task.index)
-        if f == 1.0:
-            rec = Record(task, t0, t0 + ms / 1e3, prep.load_ms, prep.loads, prep.streamed)
-        else:
-            rec = Record(task, t0, t0 + (prep.load_ms + compute * f) / 1e3, prep.load_ms, prep.loads, prep.streamed, f)
+        # (f == 1.0: compute * f is compute exactly, so no error gives the times it gave before the option)
+        rec = Record(task, t0, t0 + (prep.load_ms + compute * f) / 1e3, prep.load_ms, prep.loads, prep.streamed, f)
         self.records.append(rec)
         predicted_end = t0 + ms / 1e3
         for g in group:
